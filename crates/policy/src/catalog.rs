@@ -1,0 +1,201 @@
+//! OpenAI's residency and retention tables as data.
+//!
+//! The catalog is a JSON document (`config/catalog.json`, embedded as [`Catalog::builtin`])
+//! read into raw serde types with `deny_unknown_fields`, then validated into the types below.
+//! Nothing about OpenAI's rules lives in code: every list of models, regions and fields
+//! comes from the document.
+
+/// Index of an operation in [`Catalog::operations`].
+pub type OpId = usize;
+
+/// A region users can pin a project to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    /// `global`, `us`, `eu`, …
+    pub id: String,
+    pub name: String,
+    /// API host, e.g. `eu.api.openai.com`.
+    pub host: String,
+    /// false for `global`: residency checks (endpoint_region, model_not_eligible) don't apply.
+    pub residency: bool,
+    pub regional_processing: bool,
+    /// Using the region needs modified abuse monitoring or ZDR (retention `default` refused).
+    pub requires_mam_or_zdr: bool,
+    /// Whether image inputs are approved by default (false: needs enhanced ZDR/MAM approval).
+    pub image_inputs_default: bool,
+}
+
+/// Where an operation's request content is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySource {
+    /// Nothing to inspect: the body (if any) streams through untouched.
+    None,
+    /// A JSON object body.
+    Json,
+    /// A multipart/form-data body.
+    Multipart,
+    /// The query string (e.g. realtime `?model=`); the body streams through.
+    Query,
+}
+
+/// What a field in an [`InspectPlan`] means to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRole {
+    Model,
+    Store,
+    /// `Endpoint::stateful_fields[i]`.
+    Stateful(usize),
+    /// A top-level field whose presence means web search (e.g. chat `web_search_options`).
+    WebSearch,
+}
+
+/// What a marker in an [`InspectPlan`] means to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerRole {
+    ImageInput,
+    WebSearch,
+}
+
+/// An object member `key` with a string value in `values`, anywhere in the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkerSpec {
+    pub key: String,
+    pub values: Vec<String>,
+    pub role: MarkerRole,
+}
+
+/// What the proxy must read from a request for this operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectPlan {
+    pub source: BodySource,
+    /// Top-level JSON members, multipart text fields, or query parameters to read.
+    pub fields: Vec<String>,
+    /// `roles[i]` says what `fields[i]` is.
+    pub roles: Vec<FieldRole>,
+    /// Markers looked for at any depth (JSON only).
+    pub markers: Vec<MarkerSpec>,
+}
+
+impl InspectPlan {
+    /// Index in `fields` of the field with `role`, if any.
+    pub fn field_with(&self, role: FieldRole) -> Option<usize> {
+        self.roles.iter().position(|r| *r == role)
+    }
+}
+
+/// A stateful field of an endpoint (e.g. `/v1/responses` `previous_response_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatefulField {
+    pub field: String,
+    /// true: only `true` counts (e.g. `background`); false: any non-null value counts.
+    pub only_true: bool,
+}
+
+/// How an endpoint treats `store`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreRule {
+    pub field: String,
+    /// OpenAI's default when the field is absent or null.
+    pub default: bool,
+    /// Regions where `store: true` is allowed without ZDR (None: all regions).
+    pub true_allowed_regions: Option<Vec<String>>,
+}
+
+/// A service of OpenAI's tables (one row of seed 004's tables, e.g. `/v1/chat/completions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// The row's name, e.g. `/v1/chat/completions`.
+    pub id: String,
+    /// Regions where it is offered with residency.
+    pub regions: Vec<String>,
+    /// Eligible model snapshots with residency; None: the endpoint takes no model.
+    pub models: Option<Vec<String>>,
+    /// Whether the endpoint may be used by a ZDR project.
+    pub zdr_eligible: bool,
+    /// Models allowed under ZDR; None: any eligible model.
+    pub zdr_models: Option<Vec<String>>,
+    pub store: Option<StoreRule>,
+    pub stateful_fields: Vec<StatefulField>,
+    /// Requests always carry an image input (images edits/variations).
+    pub always_image_input: bool,
+    /// Content-free (e.g. `GET /v1/models`): allowed in every region and retention.
+    pub content_free: bool,
+}
+
+/// One HTTP operation (method + path template) of an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub method: String,
+    /// e.g. `/v1/threads/{thread_id}/runs`. Also the metrics label.
+    pub template: String,
+    /// Index into [`Catalog::endpoints`].
+    pub endpoint: usize,
+    /// This operation reads or keeps application state (e.g. `GET /v1/responses/{id}`):
+    /// refused under ZDR even when its endpoint is ZDR-eligible.
+    pub stateful: bool,
+    pub plan: InspectPlan,
+}
+
+/// A source the catalog was built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: String,
+    pub title: String,
+    pub url: String,
+    pub date: String,
+}
+
+/// The validated catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    pub edition: String,
+    /// When the catalog was compiled (YYYY-MM-DD).
+    pub date: String,
+    pub sources: Vec<Source>,
+    pub regions: Vec<Region>,
+    pub endpoints: Vec<Endpoint>,
+    pub operations: Vec<Operation>,
+}
+
+/// A catalog document that is not valid, with the place of each problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogError {
+    /// e.g. `endpoints[3].regions[1]: unknown region "uk"`.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+/// The catalog document embedded in the binary.
+pub const BUILTIN_JSON: &str = include_str!("../../../config/catalog.json");
+
+impl Catalog {
+    /// The embedded default catalog.
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        Catalog::from_json(BUILTIN_JSON)
+    }
+
+    /// Reads and validates a catalog document.
+    pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
+        let _ = text;
+        Err(CatalogError { problems: vec!["catalog reader not built yet".into()] })
+    }
+
+    pub fn region(&self, id: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.id == id)
+    }
+
+    pub fn operation(&self, id: OpId) -> &Operation {
+        &self.operations[id]
+    }
+
+    pub fn endpoint_of(&self, id: OpId) -> &Endpoint {
+        &self.endpoints[self.operations[id].endpoint]
+    }
+}

@@ -1,0 +1,25 @@
+//! The residency and retention policy of residency-proxy, as a pure function of data.
+//!
+//! - [`catalog`]: OpenAI's tables as data (`config/catalog.json`, embedded as the default):
+//!   regions and hosts, endpoints with their operations, eligible models, ZDR limits.
+//! - [`classify`]: method + path → the catalog operation (fail closed on anything else).
+//! - [`project`]: the policy side of a configured project, and project selection.
+//! - [`decide`]: one request's facts → allow / rewrite / deny, with rule ids.
+//!
+//! Nothing here does I/O; the proxy extracts [`Facts`] from a request with the `inspect`
+//! crate according to the operation's [`InspectPlan`], and applies the [`Rewrites`].
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod classify;
+pub mod decide;
+pub mod facts;
+pub mod project;
+pub mod rule;
+
+pub use catalog::{BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec, OpId, Operation, Region};
+pub use classify::ClassifyError;
+pub use decide::{decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict};
+pub use facts::{Facts, FieldValue};
+pub use project::{Mode, Project, ProjectSet, Retention, SelectError, StoreMode};
+pub use rule::{Rule, RuleSet};

@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+pub mod cli {
+    pub fn main() -> i32 {
+        0
+    }
+}
