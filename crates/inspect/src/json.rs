@@ -105,7 +105,9 @@ impl std::fmt::Display for JsonError {
             JsonErrorKind::Syntax(what) => write!(f, "invalid JSON at byte {}: {what}", self.offset),
             JsonErrorKind::InvalidUtf8 => write!(f, "invalid UTF-8 at byte {}", self.offset),
             JsonErrorKind::InvalidEscape => write!(f, "invalid escape at byte {}", self.offset),
-            JsonErrorKind::InvalidNumber => write!(f, "invalid or out-of-range number at byte {}", self.offset),
+            JsonErrorKind::InvalidNumber => {
+                write!(f, "invalid or out-of-range number at byte {}", self.offset)
+            }
             JsonErrorKind::TooDeep => write!(f, "JSON nested too deeply at byte {}", self.offset),
             JsonErrorKind::TrailingData => write!(f, "data after the JSON object at byte {}", self.offset),
             JsonErrorKind::DuplicateKey(k) => write!(f, "duplicate key {k:?} at byte {}", self.offset),
@@ -118,7 +120,14 @@ impl std::error::Error for JsonError {}
 /// Scans `body` as one JSON object. See the module contract.
 pub fn scan_json<'a>(body: &'a [u8], spec: &JsonSpec<'_>) -> Result<JsonScan<'a>, JsonError> {
     let _ = spec;
-    Err(JsonError { offset: 0, kind: JsonErrorKind::Syntax(if body.is_empty() { "empty" } else { "scanner not built yet" }) })
+    Err(JsonError {
+        offset: 0,
+        kind: JsonErrorKind::Syntax(if body.is_empty() {
+            "empty"
+        } else {
+            "scanner not built yet"
+        }),
+    })
 }
 
 /// The JSON string literal (quotes included) for `s`, escaped per RFC 8259.

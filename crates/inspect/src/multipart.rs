@@ -74,7 +74,11 @@ impl std::fmt::Display for MultipartError {
 impl std::error::Error for MultipartError {}
 
 /// Scans a whole multipart body. `fields` are the text fields to report.
-pub fn scan_multipart<'a>(body: &'a [u8], boundary: &str, fields: &[&str]) -> Result<MultipartScan<'a>, MultipartError> {
+pub fn scan_multipart<'a>(
+    body: &'a [u8],
+    boundary: &str,
+    fields: &[&str],
+) -> Result<MultipartScan<'a>, MultipartError> {
     let _ = (body, boundary, fields);
     Err(MultipartError::BadBoundary)
 }

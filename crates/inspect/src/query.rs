@@ -14,7 +14,9 @@ impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             QueryError::Duplicate(n) => write!(f, "query parameter {n:?} appears more than once"),
-            QueryError::BadEncoding(n) => write!(f, "query parameter {n:?} is not valid percent-encoded UTF-8"),
+            QueryError::BadEncoding(n) => {
+                write!(f, "query parameter {n:?} is not valid percent-encoded UTF-8")
+            }
         }
     }
 }

@@ -184,7 +184,9 @@ impl Catalog {
     /// Reads and validates a catalog document.
     pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
         let _ = text;
-        Err(CatalogError { problems: vec!["catalog reader not built yet".into()] })
+        Err(CatalogError {
+            problems: vec!["catalog reader not built yet".into()],
+        })
     }
 
     pub fn region(&self, id: &str) -> Option<&Region> {

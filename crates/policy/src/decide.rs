@@ -82,7 +82,12 @@ impl Decision {
     pub fn deny(rule: Rule, message: String, param: Option<String>) -> Decision {
         let mut rules = RuleSet::default();
         rules.insert(rule);
-        Decision { verdict: Verdict::Deny, rules, denial: Some(Denial { rule, message, param }), rewrites: Rewrites::default() }
+        Decision {
+            verdict: Verdict::Deny,
+            rules,
+            denial: Some(Denial { rule, message, param }),
+            rewrites: Rewrites::default(),
+        }
     }
 }
 

@@ -24,5 +24,8 @@ pub struct Facts<'a> {
 
 impl Facts<'static> {
     /// Facts for a request with no body to inspect.
-    pub const NONE: Facts<'static> = Facts { fields: &[], markers: &[] };
+    pub const NONE: Facts<'static> = Facts {
+        fields: &[],
+        markers: &[],
+    };
 }

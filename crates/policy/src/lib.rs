@@ -17,7 +17,10 @@ pub mod facts;
 pub mod project;
 pub mod rule;
 
-pub use catalog::{BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec, OpId, Operation, Region};
+pub use catalog::{
+    BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec, OpId,
+    Operation, Region,
+};
 pub use classify::ClassifyError;
 pub use decide::{decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict};
 pub use facts::{Facts, FieldValue};

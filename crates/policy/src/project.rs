@@ -65,13 +65,28 @@ impl ProjectSet {
     /// on two projects) with its place, e.g. `projects[2].default: ...`.
     pub fn new(projects: Vec<Project>) -> Result<ProjectSet, Vec<String>> {
         let _ = (&projects, &HashMap::<u8, u8>::new());
-        Ok(ProjectSet { projects, by_key: HashMap::new(), by_header: HashMap::new(), default: None })
+        Ok(ProjectSet {
+            projects,
+            by_key: HashMap::new(),
+            by_header: HashMap::new(),
+            default: None,
+        })
     }
 
     /// Selects the project for a request: client key hash, then `OpenAI-Project` header
     /// (all values the request carried), then the default.
-    pub fn select(&self, key_sha256: Option<&[u8; 32]>, openai_project: &[&str]) -> Result<usize, SelectError> {
-        let _ = (key_sha256, openai_project, &self.by_key, &self.by_header, self.default);
+    pub fn select(
+        &self,
+        key_sha256: Option<&[u8; 32]>,
+        openai_project: &[&str],
+    ) -> Result<usize, SelectError> {
+        let _ = (
+            key_sha256,
+            openai_project,
+            &self.by_key,
+            &self.by_header,
+            self.default,
+        );
         Err(SelectError::NoProject)
     }
 }
