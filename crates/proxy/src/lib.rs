@@ -1,6 +1,20 @@
+//! residency-proxy's server side: config, the request handler, the upstream client, the admin
+//! listener and the commands. Policy lives in the `policy` crate and body reading in
+//! `inspect`; this crate wires them to sockets.
+//!
+//! A request flows one way through [`handler`]; read that file first.
 #![forbid(unsafe_code)]
-pub mod cli {
-    pub fn main() -> i32 {
-        0
-    }
-}
+
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod explain;
+pub mod handler;
+pub mod headers;
+pub mod metrics;
+pub mod server;
+pub mod snapshot;

@@ -1,0 +1,146 @@
+//! The `residency-proxy` command line: `serve`, `check`, `explain`.
+
+use crate::config::{raw::LogFormat, Config};
+use crate::explain;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "residency-proxy",
+    version,
+    about = "A reverse proxy that enforces OpenAI data residency and zero-data-retention policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the embedded default config when no --config is given).
+    Serve {
+        #[arg(long, env = "RESIDENCY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and its catalog; print every problem with its place.
+    Check {
+        #[arg(long, env = "RESIDENCY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the policy on one request offline and print the decision as JSON (exit 3 on deny).
+    Explain {
+        #[arg(long, env = "RESIDENCY_CONFIG")]
+        config: PathBuf,
+        /// Use this project instead of selecting one from the headers.
+        #[arg(long)]
+        project: Option<String>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The request body: a file, or `-` for standard input.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// HTTP method, e.g. POST.
+        method: String,
+        /// Request path with optional query, e.g. /v1/chat/completions.
+        path: String,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            project,
+            headers,
+            body,
+            method,
+            path,
+        } => explain::run(
+            &config,
+            project.as_deref(),
+            &headers,
+            body.as_deref(),
+            &method,
+            &path,
+        ),
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> i32 {
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("residency-proxy: invalid config:");
+            for p in &e.problems {
+                eprintln!("  {p}");
+            }
+            return 1;
+        }
+    };
+    init_logging(config.log_format, config.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("residency-proxy: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(crate::server::serve(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("residency-proxy: {e}");
+            1
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> i32 {
+    match Config::load(Some(path)) {
+        Ok(config) => {
+            for w in crate::config::warnings(&config) {
+                println!("warning: {w}");
+            }
+            println!(
+                "{}: ok ({} project(s), catalog {} of {})",
+                path.display(),
+                config.projects.projects.len(),
+                config.catalog.edition,
+                config.catalog.date
+            );
+            0
+        }
+        Err(e) => {
+            for p in &e.problems {
+                println!("{p}");
+            }
+            println!("{}: {} problem(s)", path.display(), e.problems.len());
+            1
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

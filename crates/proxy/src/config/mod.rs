@@ -1,0 +1,493 @@
+//! Configuration: TOML → [`raw::RawConfig`] (unknown keys refused) → validated [`Config`].
+//!
+//! Validation never stops at the first problem: `residency-proxy check` prints them all,
+//! each with its place (`projects[1].region: unknown region "uk", did you mean "gb"?`).
+
+pub mod raw;
+mod suggest;
+
+use policy::{Catalog, Mode, Project, ProjectSet, Retention, StoreMode};
+use raw::{LogFormat, RawConfig, RawMode, RawProject, RawRetention, RawStoreMode};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The config used when `serve` is given none: one `global` project on 127.0.0.1:8080.
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
+
+/// A validated configuration. Everything a request needs is precomputed here.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    pub catalog: Arc<Catalog>,
+    pub projects: ProjectSet,
+    /// Parallel to `projects.projects`.
+    pub upstreams: Vec<ProjectUpstream>,
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Where the config came from (None: the embedded default).
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub upstream_response: Duration,
+    pub request_header: Duration,
+    pub idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Where a project's requests go and what is injected on the way.
+#[derive(Debug, Clone)]
+pub struct ProjectUpstream {
+    /// e.g. `https://eu.api.openai.com` or an `upstream.base_urls` override.
+    pub base_url: String,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// `Authorization: Bearer …` replacing the client's, when a key is configured.
+    pub authorization: Option<http::HeaderValue>,
+    /// `OpenAI-Project` sent upstream, when configured.
+    pub openai_project: Option<http::HeaderValue>,
+    /// Precomputed `x-residency-project` / `x-residency-region` values.
+    pub project_header: http::HeaderValue,
+    pub region_header: http::HeaderValue,
+}
+
+/// Every problem found, each with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(problem: String) -> ConfigError {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file at `path`, or the embedded default when None.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::from_toml(DEFAULT_TOML, None),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", p.display())))?;
+                Config::from_toml(&text, Some(p))
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `source` is used for relative paths and messages.
+    pub fn from_toml(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let place = source.map(|p| format!("{}: ", p.display())).unwrap_or_default();
+            ConfigError::one(format!("{place}{}", e.to_string().trim_end()))
+        })?;
+        validate(raw, source)
+    }
+}
+
+fn parse_addr(problems: &mut Vec<String>, place: &str, value: &str) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(format!(
+                "{place}: {value:?} is not an address like \"127.0.0.1:8080\""
+            ));
+            None
+        }
+    }
+}
+
+fn secs(problems: &mut Vec<String>, place: &str, value: Option<f64>, default: f64) -> Duration {
+    let v = value.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        problems.push(format!(
+            "{place}: must be a number of seconds between 0 and 86400, got {v}"
+        ));
+        return Duration::from_secs_f64(default);
+    }
+    Duration::from_secs_f64(v)
+}
+
+fn load_catalog(path: Option<&Path>, base: Option<&Path>) -> Result<Catalog, Vec<String>> {
+    match path {
+        None => Catalog::builtin().map_err(|e| {
+            e.problems
+                .iter()
+                .map(|p| format!("builtin catalog: {p}"))
+                .collect()
+        }),
+        Some(p) => {
+            let p = relative_to(base, p);
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| vec![format!("catalog.path: cannot read {}: {e}", p.display())])?;
+            Catalog::from_json(&text).map_err(|e| {
+                e.problems
+                    .iter()
+                    .map(|q| format!("catalog.path ({}): {q}", p.display()))
+                    .collect()
+            })
+        }
+    }
+}
+
+/// Paths in a config file are relative to the file's directory.
+fn relative_to(config_file: Option<&Path>, p: &Path) -> PathBuf {
+    match config_file.and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let listen = parse_addr(
+        &mut problems,
+        "listen",
+        raw.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+    );
+    let admin_listen = match raw.admin_listen.as_deref() {
+        None => None,
+        Some(a) => parse_addr(&mut problems, "admin_listen", a),
+    };
+    let catalog = match load_catalog(raw.catalog.path.as_deref(), source) {
+        Ok(c) => Arc::new(c),
+        Err(mut p) => {
+            problems.append(&mut p);
+            return Err(ConfigError { problems });
+        }
+    };
+
+    let limits = Limits {
+        max_body_bytes: raw.limits.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+        max_connections: raw.limits.max_connections.unwrap_or(10_000),
+        max_concurrent_requests: raw.limits.max_concurrent_requests.unwrap_or(10_000),
+    };
+    if limits.max_body_bytes == 0 {
+        problems.push("limits.max_body_bytes: must be greater than 0".into());
+    }
+    let t = &raw.timeouts;
+    let timeouts = Timeouts {
+        connect: secs(&mut problems, "timeouts.connect_secs", t.connect_secs, 10.0),
+        upstream_response: secs(
+            &mut problems,
+            "timeouts.upstream_response_secs",
+            t.upstream_response_secs,
+            600.0,
+        ),
+        request_header: secs(
+            &mut problems,
+            "timeouts.request_header_secs",
+            t.request_header_secs,
+            30.0,
+        ),
+        idle: secs(&mut problems, "timeouts.idle_secs", t.idle_secs, 300.0),
+        shutdown_grace: secs(
+            &mut problems,
+            "timeouts.shutdown_grace_secs",
+            t.shutdown_grace_secs,
+            30.0,
+        ),
+    };
+
+    let base_urls = validate_base_urls(&mut problems, &catalog, &raw.upstream.base_urls);
+    if raw.projects.is_empty() {
+        problems.push("projects: at least one [[projects]] entry is required".into());
+    }
+    let mut projects = Vec::new();
+    let mut upstreams = Vec::new();
+    let mut names = BTreeMap::new();
+    for (i, p) in raw.projects.iter().enumerate() {
+        if let Some(first) = names.insert(p.name.as_str(), i) {
+            problems.push(format!(
+                "projects[{i}].name: {:?} is already the name of projects[{first}]",
+                p.name
+            ));
+        }
+        if let Some((project, upstream)) = validate_project(&mut problems, &catalog, &base_urls, i, p, source)
+        {
+            projects.push(project);
+            upstreams.push(upstream);
+        }
+    }
+    let projects = match ProjectSet::new(projects) {
+        Ok(set) => set,
+        Err(mut p) => {
+            problems.append(&mut p);
+            ProjectSet::default()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(Config {
+        listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        admin_listen,
+        limits,
+        timeouts,
+        log_format: raw.log.format.unwrap_or_default(),
+        log_level: raw.log.level.clone(),
+        catalog,
+        projects,
+        upstreams,
+        upstream_ca_file: raw.upstream.ca_file.as_deref().map(|p| relative_to(source, p)),
+        source: source.map(Path::to_path_buf),
+    })
+}
+
+/// `upstream.base_urls`: keys must be catalog regions, values `http(s)://host[:port]`.
+fn validate_base_urls(
+    problems: &mut Vec<String>,
+    catalog: &Catalog,
+    urls: &BTreeMap<String, String>,
+) -> BTreeMap<String, (http::uri::Scheme, http::uri::Authority)> {
+    let mut out = BTreeMap::new();
+    for (region, url) in urls {
+        let place = format!("upstream.base_urls.{region}");
+        if catalog.region(region).is_none() {
+            problems.push(format!("{place}: {}", suggest::unknown_region(catalog, region)));
+            continue;
+        }
+        match parse_base_url(url) {
+            Ok(parts) => {
+                out.insert(region.clone(), parts);
+            }
+            Err(why) => problems.push(format!("{place}: {url:?} {why}")),
+        }
+    }
+    out
+}
+
+fn parse_base_url(url: &str) -> Result<(http::uri::Scheme, http::uri::Authority), &'static str> {
+    let uri: http::Uri = url.parse().map_err(|_| "is not a URL")?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or("needs a scheme (http:// or https://)")?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err("must be http:// or https://");
+    }
+    let authority = uri.authority().cloned().ok_or("needs a host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not contain credentials");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must be a scheme and host only, without path or query");
+    }
+    Ok((scheme, authority))
+}
+
+fn validate_project(
+    problems: &mut Vec<String>,
+    catalog: &Catalog,
+    base_urls: &BTreeMap<String, (http::uri::Scheme, http::uri::Authority)>,
+    i: usize,
+    p: &RawProject,
+    source: Option<&Path>,
+) -> Option<(Project, ProjectUpstream)> {
+    let place = format!("projects[{i}]");
+    let before = problems.len();
+    if p.name.is_empty() || !p.name.bytes().all(|b| b.is_ascii_graphic()) {
+        problems.push(format!(
+            "{place}.name: must be non-empty printable ASCII without spaces"
+        ));
+    }
+    let region = catalog.region(&p.region);
+    match region {
+        None => problems.push(format!(
+            "{place}.region: {}",
+            suggest::unknown_region(catalog, &p.region)
+        )),
+        Some(r) => {
+            if matches!(p.retention, RawRetention::Default) && r.requires_mam_or_zdr {
+                problems.push(format!(
+                    "{place}.retention: \"default\" is not allowed in region {:?}: OpenAI requires \
+                     modified abuse monitoring or zero data retention outside the US \
+                     (use \"modified_abuse_monitoring\" or \"zdr\")",
+                    r.id
+                ));
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    for (k, h) in p.api_key_sha256.iter().enumerate() {
+        let mut buf = [0u8; 32];
+        match hex::decode_to_slice(h.trim(), &mut buf) {
+            Ok(()) => keys.push(buf),
+            Err(_) => problems.push(format!(
+                "{place}.api_key_sha256[{k}]: must be 64 hex digits (sha256 of the key)"
+            )),
+        }
+    }
+    if let Some(op) = &p.openai_project {
+        if op.is_empty() || http::HeaderValue::from_str(op).is_err() {
+            problems.push(format!(
+                "{place}.openai_project: must be a non-empty header-safe string"
+            ));
+        }
+    }
+    let authorization = upstream_key(problems, &place, p, source);
+    for (from, to) in &p.aliases {
+        if from.is_empty() || to.is_empty() {
+            problems.push(format!("{place}.aliases: empty model name in {from:?} = {to:?}"));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let region = region?;
+    let (scheme, authority) = match base_urls.get(&region.id) {
+        Some((s, a)) => (s.clone(), a.clone()),
+        None => match http::uri::Authority::try_from(region.host.as_str()) {
+            Ok(a) => (http::uri::Scheme::HTTPS, a),
+            Err(_) => {
+                problems.push(format!(
+                    "{place}.region: catalog host {:?} is not a valid host",
+                    region.host
+                ));
+                return None;
+            }
+        },
+    };
+    let project = Project {
+        name: p.name.clone(),
+        region: region.id.clone(),
+        retention: match p.retention {
+            RawRetention::Zdr => Retention::Zdr,
+            RawRetention::ModifiedAbuseMonitoring => Retention::ModifiedAbuseMonitoring,
+            RawRetention::Default => Retention::Default,
+        },
+        store: match p.store {
+            RawStoreMode::Rewrite => StoreMode::Rewrite,
+            RawStoreMode::Reject => StoreMode::Reject,
+        },
+        mode: match p.mode {
+            RawMode::Enforce => Mode::Enforce,
+            RawMode::Report => Mode::Report,
+        },
+        default: p.default,
+        openai_project: p.openai_project.clone(),
+        api_key_sha256: keys,
+        aliases: p.aliases.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        image_inputs: p.image_inputs,
+        hipaa: p.hipaa,
+    };
+    let upstream = ProjectUpstream {
+        base_url: format!("{scheme}://{authority}"),
+        scheme,
+        authority,
+        authorization,
+        openai_project: p
+            .openai_project
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok()),
+        project_header: http::HeaderValue::from_str(&p.name).ok()?,
+        region_header: http::HeaderValue::from_str(&region.id).ok()?,
+    };
+    Some((project, upstream))
+}
+
+/// The upstream `Authorization` value from `upstream_api_key_env` or `upstream_api_key_file`.
+fn upstream_key(
+    problems: &mut Vec<String>,
+    place: &str,
+    p: &RawProject,
+    source: Option<&Path>,
+) -> Option<http::HeaderValue> {
+    let key = match (&p.upstream_api_key_env, &p.upstream_api_key_file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "{place}: set upstream_api_key_env or upstream_api_key_file, not both"
+            ));
+            return None;
+        }
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) => v,
+            Err(_) => {
+                problems.push(format!(
+                    "{place}.upstream_api_key_env: environment variable {var} is not set"
+                ));
+                return None;
+            }
+        },
+        (None, Some(file)) => {
+            let path = relative_to(source, file);
+            match std::fs::read_to_string(&path) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!(
+                        "{place}.upstream_api_key_file: cannot read {}: {e}",
+                        path.display()
+                    ));
+                    return None;
+                }
+            }
+        }
+        (None, None) => return None,
+    };
+    let key = key.trim();
+    let mut value = match http::HeaderValue::from_str(&format!("Bearer {key}")) {
+        Ok(v) if !key.is_empty() => v,
+        _ => {
+            problems.push(format!(
+                "{place}: the upstream API key is empty or not header-safe"
+            ));
+            return None;
+        }
+    };
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Things that are valid but probably not what the operator meant.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in config.projects.projects.iter().enumerate() {
+        let offered = config
+            .catalog
+            .endpoints
+            .iter()
+            .any(|e| !e.content_free && e.regions.contains(&p.region));
+        let residency = config.catalog.region(&p.region).is_some_and(|r| r.residency);
+        if residency && !offered {
+            out.push(format!(
+                "projects[{i}].region: catalog {} offers no endpoint with residency in {:?}; every \
+                 request of project {:?} except model listing will be refused",
+                config.catalog.edition, p.region, p.name
+            ));
+        }
+    }
+    if !config.projects.projects.iter().any(|p| p.default) {
+        out.push("projects: no project has default = true; requests that match no key or OpenAI-Project header are refused (no_project)".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The config file as written: serde types that refuse unknown keys. Validation into
+//! [`super::Config`] happens in `super::validate`, which reports every problem with its place.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub catalog: RawCatalog,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub projects: Vec<RawProject>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(default)]
+    pub base_urls: BTreeMap<String, String>,
+    /// Extra PEM CA bundle trusted for upstream TLS, in addition to the webpki roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect_secs: Option<f64>,
+    pub upstream_response_secs: Option<f64>,
+    pub request_header_secs: Option<f64>,
+    pub idle_secs: Option<f64>,
+    pub shutdown_grace_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRetention {
+    Zdr,
+    ModifiedAbuseMonitoring,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreMode {
+    #[default]
+    Rewrite,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    #[default]
+    Enforce,
+    Report,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    pub name: String,
+    pub region: String,
+    pub retention: RawRetention,
+    #[serde(default)]
+    pub store: RawStoreMode,
+    #[serde(default)]
+    pub mode: RawMode,
+    #[serde(default)]
+    pub default: bool,
+    pub openai_project: Option<String>,
+    #[serde(default)]
+    pub api_key_sha256: Vec<String>,
+    pub upstream_api_key_env: Option<String>,
+    pub upstream_api_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    pub image_inputs: Option<bool>,
+    #[serde(default)]
+    pub hipaa: bool,
+}

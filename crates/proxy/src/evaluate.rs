@@ -1,0 +1,407 @@
+//! From a request's head and (when needed) its buffered body to a decision and the edits
+//! that carry it out. Shared by the proxy handler and `explain`, so the offline answer is
+//! the one the proxy gives. No I/O here.
+
+use crate::error::ProxyError;
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri};
+use inspect::{Marker, Splice};
+use policy::{
+    BodySource, Decision, FieldRole, FieldValue, InspectPlan, ModelRewrite, OpId, Rule, SelectError,
+    StoreRewrite, Verdict,
+};
+use sha2::{Digest, Sha256};
+
+/// The project and operation a request was matched to.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched {
+    pub project: usize,
+    pub op: OpId,
+}
+
+/// A decision reached before the body was read (no project, unknown endpoint, or a
+/// body-independent denial), with the project when one was selected.
+#[derive(Debug)]
+pub struct EarlyRefusal {
+    pub project: Option<usize>,
+    pub decision: Decision,
+}
+
+/// The outcome of inspecting a request.
+#[derive(Debug)]
+pub struct Inspected {
+    pub decision: Decision,
+    /// The model as the client sent it (for logs and `explain`), when the operation has one.
+    pub model: Option<String>,
+    /// Body edits; None when the body is forwarded as it came.
+    pub splice: Option<Splice>,
+    /// A rewritten query string (realtime model alias).
+    pub query: Option<String>,
+    /// Whether the body must be buffered and inspected for this operation.
+    pub buffered: bool,
+}
+
+/// Phase "early request": project selection, path classification and the checks that need
+/// no body. Reads only the request head.
+pub fn early(
+    snap: &Snapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Matched, Box<EarlyRefusal>> {
+    let project = select_project(snap, headers).map_err(|decision| {
+        Box::new(EarlyRefusal {
+            project: None,
+            decision,
+        })
+    })?;
+    let op = snap
+        .config
+        .catalog
+        .classify(method.as_str(), uri.path())
+        .map_err(|e| {
+            let message = match e {
+                policy::ClassifyError::Unknown => format!(
+                    "{method} {} is not an endpoint residency-proxy knows; it is refused so that nothing \
+                 unchecked reaches OpenAI",
+                    uri.path()
+                ),
+                policy::ClassifyError::NotCanonical(why) => {
+                    format!("The request path is refused because it is not in canonical form: {why}")
+                }
+            };
+            Box::new(EarlyRefusal {
+                project: Some(project),
+                decision: Decision::deny(Rule::UnknownEndpoint, message, None),
+            })
+        })?;
+    let p = &snap.config.projects.projects[project];
+    if let Some(d) = policy::precheck(&snap.config.catalog, p, op) {
+        if d.verdict == Verdict::Deny {
+            return Err(Box::new(EarlyRefusal {
+                project: Some(project),
+                decision: d,
+            }));
+        }
+    }
+    Ok(Matched { project, op })
+}
+
+fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Decision> {
+    let ambiguous = |why: &str| {
+        Decision::deny(
+            Rule::NoProject,
+            format!("Project selection is ambiguous: {why}"),
+            None,
+        )
+    };
+    let mut key_hash = None;
+    if snap.any_client_keys {
+        let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
+        if let Some(value) = auth.next() {
+            if auth.next().is_some() {
+                return Err(ambiguous("more than one Authorization header"));
+            }
+            let token = value
+                .as_bytes()
+                .strip_prefix(b"Bearer ")
+                .unwrap_or(value.as_bytes());
+            key_hash = Some(<[u8; 32]>::from(Sha256::digest(token)));
+        }
+    }
+    let mut names: [&str; 4] = [""; 4];
+    let mut n = 0;
+    for v in headers.get_all("openai-project") {
+        let Ok(s) = v.to_str() else {
+            return Err(ambiguous("the OpenAI-Project header is not valid text"));
+        };
+        if n == names.len() {
+            return Err(ambiguous("too many OpenAI-Project headers"));
+        }
+        names[n] = s;
+        n += 1;
+    }
+    snap.config
+        .projects
+        .select(key_hash.as_ref(), &names[..n])
+        .map_err(|e| match e {
+            SelectError::NoProject => Decision::deny(
+                Rule::NoProject,
+                "No configured project matches this request (no matching client key, no matching \
+             OpenAI-Project header, and no default project)."
+                    .into(),
+                None,
+            ),
+            SelectError::Ambiguous(why) => ambiguous(why),
+        })
+}
+
+/// Whether the operation's body must be buffered and inspected.
+pub fn needs_body(snap: &Snapshot, op: OpId) -> bool {
+    matches!(
+        snap.config.catalog.operation(op).plan.source,
+        BodySource::Json | BodySource::Multipart
+    )
+}
+
+/// Phase "request body": reads the fields the operation's plan asks for, decides, and turns
+/// the decision's rewrites into edits. `body` is the buffered body when [`needs_body`].
+pub fn inspect(
+    snap: &Snapshot,
+    m: Matched,
+    uri: &Uri,
+    content_type: Option<&str>,
+    body: Option<&Bytes>,
+) -> Result<Inspected, ProxyError> {
+    let catalog = &snap.config.catalog;
+    let project = &snap.config.projects.projects[m.project];
+    let plan = &catalog.operation(m.op).plan;
+    let field_names: Vec<&str> = plan.fields.iter().map(String::as_str).collect();
+    match plan.source {
+        BodySource::None => {
+            let decision = policy::decide(catalog, project, m.op, &policy::Facts::NONE);
+            Ok(Inspected {
+                decision,
+                model: None,
+                splice: None,
+                query: None,
+                buffered: false,
+            })
+        }
+        BodySource::Query => {
+            let query = uri.query().unwrap_or("");
+            let mut values = Vec::with_capacity(plan.fields.len());
+            let mut owned = Vec::with_capacity(plan.fields.len());
+            for name in &field_names {
+                let v =
+                    inspect::query_param(query, name).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+                owned.push(v);
+            }
+            for v in &owned {
+                values.push(v.as_deref().map_or(FieldValue::Absent, FieldValue::String));
+            }
+            let facts = policy::Facts {
+                fields: &values,
+                markers: &[],
+            };
+            let decision = policy::decide(catalog, project, m.op, &facts);
+            let model = model_of(plan, &values);
+            let query = match (&decision.rewrites.model, plan.field_with(FieldRole::Model)) {
+                (Some(r), Some(i)) => Some(replace_query_param(query, &plan.fields[i], &r.to)?),
+                _ => None,
+            };
+            Ok(Inspected {
+                decision,
+                model,
+                splice: None,
+                query,
+                buffered: false,
+            })
+        }
+        BodySource::Json => {
+            let body = body.ok_or_else(|| ProxyError::InvalidJson("the body is empty".into()))?;
+            check_content_type(content_type, "application/json")?;
+            let values_buf: Vec<Vec<&str>> = plan
+                .markers
+                .iter()
+                .map(|mk| mk.values.iter().map(String::as_str).collect())
+                .collect();
+            let markers: Vec<Marker<'_>> = plan
+                .markers
+                .iter()
+                .zip(&values_buf)
+                .map(|(mk, v)| Marker {
+                    key: mk.key.as_str(),
+                    values: v,
+                })
+                .collect();
+            let spec = inspect::JsonSpec {
+                fields: &field_names,
+                markers: &markers,
+            };
+            let scan = inspect::scan_json(body, &spec).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+            let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
+                .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)))
+                .collect();
+            let facts = policy::Facts {
+                fields: &values,
+                markers: &scan.markers_hit,
+            };
+            let decision = policy::decide(catalog, project, m.op, &facts);
+            let model = model_of(plan, &values);
+            let mut splice = Splice::new();
+            if let Some(store) = decision.rewrites.store {
+                let idx = plan.field_with(FieldRole::Store);
+                match (store, idx.and_then(|i| scan.field(i))) {
+                    (StoreRewrite::Replace, Some(f)) => splice.replace(f.value_span.clone(), &b"false"[..]),
+                    (StoreRewrite::Insert, None) => {
+                        let name = idx.map_or("store", |i| plan.fields[i].as_str());
+                        let sep = if scan.empty { "" } else { "," };
+                        let member = format!("{}:false{sep}", inspect::json::string_literal(name));
+                        splice.insert(scan.object_start, member.into_bytes());
+                    }
+                    _ => return Err(internal_mismatch()),
+                }
+            }
+            if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
+                let f = plan
+                    .field_with(FieldRole::Model)
+                    .and_then(|i| scan.field(i))
+                    .ok_or_else(internal_mismatch)?;
+                splice.replace(
+                    f.value_span.clone(),
+                    inspect::json::string_literal(to).into_bytes(),
+                );
+            }
+            let splice = (!splice.is_empty()).then_some(splice);
+            Ok(Inspected {
+                decision,
+                model,
+                splice,
+                query: None,
+                buffered: true,
+            })
+        }
+        BodySource::Multipart => {
+            let body = body.ok_or_else(|| ProxyError::InvalidBody("the multipart body is empty".into()))?;
+            let ct = content_type.ok_or_else(|| {
+                ProxyError::InvalidBody("Content-Type multipart/form-data is required".into())
+            })?;
+            let boundary = inspect::boundary_from_content_type(ct)
+                .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+            let scan = inspect::scan_multipart(body, boundary, &field_names)
+                .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+            let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
+                .map(|i| {
+                    scan.field(i)
+                        .map_or(FieldValue::Absent, |f| FieldValue::String(f.value))
+                })
+                .collect();
+            let facts = policy::Facts {
+                fields: &values,
+                markers: &[],
+            };
+            let decision = policy::decide(catalog, project, m.op, &facts);
+            let model = model_of(plan, &values);
+            let mut splice = Splice::new();
+            if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
+                let f = plan
+                    .field_with(FieldRole::Model)
+                    .and_then(|i| scan.field(i))
+                    .ok_or_else(internal_mismatch)?;
+                splice.replace(f.value_span.clone(), to.clone().into_bytes());
+            }
+            if decision.rewrites.store.is_some() {
+                return Err(internal_mismatch());
+            }
+            let splice = (!splice.is_empty()).then_some(splice);
+            Ok(Inspected {
+                decision,
+                model,
+                splice,
+                query: None,
+                buffered: true,
+            })
+        }
+    }
+}
+
+/// A rewrite the policy asked for that the body cannot carry out: refuse rather than forward
+/// something other than what was decided.
+fn internal_mismatch() -> ProxyError {
+    ProxyError::BadRequest("The request cannot be rewritten as the policy requires".into())
+}
+
+fn model_of(plan: &InspectPlan, values: &[FieldValue<'_>]) -> Option<String> {
+    match plan.field_with(FieldRole::Model).and_then(|i| values.get(i)) {
+        Some(FieldValue::String(s)) => Some((*s).to_string()),
+        _ => None,
+    }
+}
+
+fn json_value<'a>(v: &'a inspect::Value<'a>) -> FieldValue<'a> {
+    match v {
+        inspect::Value::Null => FieldValue::Null,
+        inspect::Value::Bool(b) => FieldValue::Bool(*b),
+        inspect::Value::Number(_) => FieldValue::Number,
+        inspect::Value::String(s) => FieldValue::String(s),
+        inspect::Value::Object => FieldValue::Object,
+        inspect::Value::Array => FieldValue::Array,
+    }
+}
+
+/// A JSON endpoint's body must say it is JSON: a body declared as something else could be read
+/// differently upstream.
+fn check_content_type(content_type: Option<&str>, expected: &str) -> Result<(), ProxyError> {
+    let ok = content_type.is_some_and(|ct| {
+        let mut parts = ct.split(';');
+        let essence = parts.next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case(expected)
+            && parts.all(|p| {
+                let p = p.trim();
+                p.is_empty()
+                    || p.eq_ignore_ascii_case("charset=utf-8")
+                    || p.eq_ignore_ascii_case("charset=\"utf-8\"")
+            })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ProxyError::InvalidJson(format!(
+            "Content-Type must be {expected} on this endpoint, got {:?}",
+            content_type.unwrap_or("none")
+        )))
+    }
+}
+
+/// `query` with the `name=` parameter's value replaced by `value`, percent-encoded. The result
+/// is read back: if it does not say exactly `value` (e.g. the name was itself encoded), the
+/// request is refused rather than forwarded with the old value.
+fn replace_query_param(query: &str, name: &str, value: &str) -> Result<String, ProxyError> {
+    let mut encoded = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let out = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key == name => format!("{key}={encoded}"),
+            None if pair == name => format!("{pair}={encoded}"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    match inspect::query_param(&out, name) {
+        Ok(Some(v)) if v == value => Ok(out),
+        _ => Err(internal_mismatch()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_must_be_json() {
+        assert!(check_content_type(Some("application/json"), "application/json").is_ok());
+        assert!(check_content_type(Some("Application/JSON; charset=utf-8"), "application/json").is_ok());
+        assert!(check_content_type(Some("text/plain"), "application/json").is_err());
+        assert!(check_content_type(Some("application/json; charset=latin1"), "application/json").is_err());
+        assert!(check_content_type(None, "application/json").is_err());
+    }
+
+    #[test]
+    fn query_param_value_is_replaced_and_encoded() {
+        assert_eq!(
+            replace_query_param("model=gpt-4o&x=1", "model", "a b").unwrap(),
+            "model=a%20b&x=1"
+        );
+        // Not present: nothing to say the new value, so refuse.
+        assert!(replace_query_param("x=1", "model", "m").is_err());
+    }
+}

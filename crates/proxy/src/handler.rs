@@ -1,0 +1,416 @@
+//! One request, start to end. The phases, in order, and what each may change:
+//!
+//! 1. **early request** ([`evaluate::early`]): selects the project and the catalog operation
+//!    from the request head; may refuse (no project, unknown endpoint, a denial that needs no
+//!    body). Changes nothing.
+//! 2. **request body** ([`read_body`] + [`evaluate::inspect`]): only for operations whose
+//!    body carries policy fields, buffers it within `limits.max_body_bytes` and inspects it;
+//!    decides. May refuse (400/403/413/415). Other bodies are not touched: they stream.
+//! 3. **upstream request** ([`upstream_request`]): builds what is forwarded: the region's
+//!    URI with the same path and query, `Host`, hop-by-hop headers removed, the project's key
+//!    and `OpenAI-Project`, and the decided rewrites as byte splices. The only phase that edits
+//!    the request.
+//! 4. **response** ([`respond`]): streams the upstream's response back as it arrives, with
+//!    hop-by-hop headers removed and the `x-residency-*` headers added. Never buffers.
+//! 5. **logging** ([`log_request`]): one line and the metrics, without content or credentials.
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
+use crate::headers;
+use crate::metrics::{Metrics, RegionLabels, RequestLabels};
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use policy::{Decision, Verdict};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What is known about a request for its log line and metrics.
+struct Outcome<'a> {
+    snap: &'a Snapshot,
+    project: Option<usize>,
+    op: Option<policy::OpId>,
+    decision: Option<Decision>,
+    model: Option<String>,
+    status: StatusCode,
+    upstream_status: Option<StatusCode>,
+    error: Option<&'static str>,
+}
+
+/// Handles one request on `snap`, the snapshot taken when the request arrived.
+pub async fn handle(snap: Arc<Snapshot>, metrics: &Metrics, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = request_id(&req);
+    let (res, outcome) = proxy(&snap, metrics, req).await;
+    log_request(&outcome, metrics, started, &request_id);
+    res
+}
+
+async fn proxy<'s>(
+    snap: &'s Snapshot,
+    metrics: &Metrics,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Outcome<'s>) {
+    let mut out = Outcome {
+        snap,
+        project: None,
+        op: None,
+        decision: None,
+        model: None,
+        status: StatusCode::OK,
+        upstream_status: None,
+        error: None,
+    };
+    // Phase 1: early request.
+    if let Err(e) = check_framing(&req) {
+        return (refuse(&mut out, e), out);
+    }
+    let m = match evaluate::early(snap, req.method(), req.uri(), req.headers()) {
+        Ok(m) => m,
+        Err(refusal) => {
+            let EarlyRefusal { project, decision } = *refusal;
+            out.project = project;
+            return (deny(&mut out, decision), out);
+        }
+    };
+    out.project = Some(m.project);
+    out.op = Some(m.op);
+
+    // Phase 2: request body.
+    let (mut parts, body) = req.into_parts();
+    let upgrade = if is_websocket_upgrade(&parts.headers) {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let (buffered, streaming) = if evaluate::needs_body(snap, m.op) {
+        match read_body(snap, &parts, body).await {
+            Ok(b) => {
+                metrics.bytes_in.inc_by(b.len() as u64);
+                (Some(b), None)
+            }
+            Err(e) => return (refuse(&mut out, e), out),
+        }
+    } else {
+        (None, Some(body))
+    };
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let inspected = match evaluate::inspect(snap, m, &parts.uri, content_type, buffered.as_ref()) {
+        Ok(i) => i,
+        Err(e) => return (refuse(&mut out, e), out),
+    };
+    out.model = inspected.model.clone();
+    if inspected.decision.verdict == Verdict::Deny {
+        return (deny(&mut out, inspected.decision), out);
+    }
+
+    // Phase 3: upstream request.
+    let fwd = match upstream_request(snap, m, parts, &inspected, buffered, streaming) {
+        Ok(r) => r,
+        Err(e) => return (refuse(&mut out, e), out),
+    };
+    if let ProxyBody::Chunks { remaining, .. } = fwd.body() {
+        metrics.bytes_out.inc_by(*remaining);
+    }
+    let sent = Instant::now();
+    let timeout = snap.config.timeouts.upstream_response;
+    let result = tokio::time::timeout(timeout, snap.client.request(fwd)).await;
+    let region = snap.config.projects.projects[m.project].region.clone();
+    metrics
+        .upstream_seconds
+        .get_or_create(&RegionLabels { region })
+        .observe(sent.elapsed().as_secs_f64());
+    out.decision = Some(inspected.decision);
+    let upstream = match result {
+        Err(_) => return (refuse(&mut out, ProxyError::UpstreamTimeout), out),
+        Ok(Err(e)) => return (refuse(&mut out, upstream_error(&e)), out),
+        Ok(Ok(res)) => res,
+    };
+
+    // Phase 4: response.
+    out.upstream_status = Some(upstream.status());
+    let res = respond(&mut out, m, upstream, upgrade);
+    (res, out)
+}
+
+/// Requests we refuse before looking at policy: forms a proxy could read differently from
+/// the upstream, or targets that would make us connect elsewhere.
+fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    if req.method() == http::Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return Err(ProxyError::BadRequest(
+            "absolute-form request targets are not accepted".into(),
+        ));
+    }
+    let h = req.headers();
+    if h.get_all(http::header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(ProxyError::BadRequest(
+            "more than one Content-Length header".into(),
+        ));
+    }
+    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_websocket_upgrade(h: &http::HeaderMap) -> bool {
+    h.get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Buffers a body that must be inspected, within the limit.
+async fn read_body(
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let limit = snap.config.limits.max_body_bytes;
+    if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING) {
+        if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(ProxyError::UnsupportedEncoding(
+                String::from_utf8_lossy(enc.as_bytes()).into_owned(),
+            ));
+        }
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()))
+        .map(|n| n.ok_or_else(|| ProxyError::BadRequest("invalid Content-Length".into())))
+        .transpose()?;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ProxyError::TooLarge { limit });
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::TooLarge { limit }),
+        Err(_) => Err(ProxyError::BadRequest(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Phase 3: the request as it goes upstream.
+fn upstream_request(
+    snap: &Snapshot,
+    m: Matched,
+    mut parts: http::request::Parts,
+    inspected: &Inspected,
+    buffered: Option<Bytes>,
+    streaming: Option<Incoming>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let up = &snap.config.upstreams[m.project];
+    let path = parts.uri.path();
+    let query = inspected.query.as_deref().or(parts.uri.query());
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded".into()))?;
+    let websocket = is_websocket_upgrade(&parts.headers);
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h, websocket);
+    if let Ok(host) = HeaderValue::from_str(up.authority.as_str()) {
+        h.insert(http::header::HOST, host);
+    }
+    if let Some(auth) = &up.authorization {
+        h.insert(http::header::AUTHORIZATION, auth.clone());
+    }
+    if let Some(p) = &up.openai_project {
+        h.insert("openai-project", p.clone());
+    }
+    let body = match (buffered, streaming) {
+        (Some(bytes), _) => {
+            let chunks = match &inspected.splice {
+                Some(s) => s
+                    .clone()
+                    .apply(&bytes)
+                    .map_err(|_| ProxyError::BadRequest("rewrite failed".into()))?,
+                None => vec![bytes],
+            };
+            let body = ProxyBody::chunks(chunks);
+            if let Some(len) = http_body::Body::size_hint(&body).exact() {
+                h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            body
+        }
+        (None, Some(incoming)) => ProxyBody::Incoming(incoming),
+        (None, None) => ProxyBody::Empty,
+    };
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    Ok(Request::from_parts(parts, body))
+}
+
+fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        ProxyError::UpstreamUnavailable("connection failed".into())
+    } else {
+        ProxyError::UpstreamUnavailable("the upstream closed the connection or answered invalid HTTP".into())
+    }
+}
+
+/// Phase 4: the upstream's response, streamed back.
+fn respond(
+    out: &mut Outcome<'_>,
+    m: Matched,
+    upstream: Response<Incoming>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    let up = &out.snap.config.upstreams[m.project];
+    let switching = upstream.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut parts, body) = upstream.into_parts();
+    if switching {
+        let upstream_side = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        if let (Some(client_side), Some(upstream_side)) = (upgrade, upstream_side) {
+            tokio::spawn(splice_upgraded(client_side, upstream_side));
+        }
+    }
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    if let Some(d) = &out.decision {
+        headers::set_residency(
+            &mut parts.headers,
+            d,
+            Some(&up.project_header),
+            Some(&up.region_header),
+        );
+    }
+    out.status = parts.status;
+    Response::from_parts(
+        parts,
+        if switching {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Incoming(body)
+        },
+    )
+}
+
+/// Realtime websockets: after both sides agreed to switch protocols, frames pass both ways
+/// untouched.
+async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(upstream)) = (client.await, upstream.await) else {
+        return;
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+fn deny(out: &mut Outcome<'_>, decision: Decision) -> Response<ProxyBody> {
+    let denial = decision.denial.clone().unwrap_or_else(|| policy::Denial {
+        rule: policy::Rule::UnknownEndpoint,
+        message: "Refused by policy.".into(),
+        param: None,
+    });
+    let mut res = ProxyError::Denied(denial).into_response();
+    let (p, r) = project_headers(out);
+    headers::set_residency(res.headers_mut(), &decision, p, r);
+    out.status = res.status();
+    out.decision = Some(decision);
+    res
+}
+
+fn refuse(out: &mut Outcome<'_>, e: ProxyError) -> Response<ProxyBody> {
+    let mut res = e.into_response();
+    let decision = out.decision.clone().unwrap_or(Decision {
+        verdict: Verdict::Deny,
+        rules: policy::RuleSet::default(),
+        denial: None,
+        rewrites: policy::Rewrites::default(),
+    });
+    let (p, r) = project_headers(out);
+    headers::set_residency(res.headers_mut(), &decision, p, r);
+    out.status = res.status();
+    out.error = Some(e.code());
+    res
+}
+
+fn project_headers<'a>(out: &Outcome<'a>) -> (Option<&'a HeaderValue>, Option<&'a HeaderValue>) {
+    let snap: &'a Snapshot = out.snap;
+    match out.project {
+        Some(i) => (
+            Some(&snap.config.upstreams[i].project_header),
+            Some(&snap.config.upstreams[i].region_header),
+        ),
+        None => (None, None),
+    }
+}
+
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static NEXT: AtomicU64 = AtomicU64::new(1);
+            format!("rp-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+        })
+}
+
+/// Phase 5: one log line and the metrics. No content, no credentials.
+fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_id: &str) {
+    let snap = out.snap;
+    let project = out.project.map(|i| &snap.config.projects.projects[i]);
+    let endpoint = out.op.map_or("unknown", |op| {
+        snap.config.catalog.operation(op).template.as_str()
+    });
+    let (verdict, rules) = match &out.decision {
+        Some(d) => (d.verdict.as_str(), d.rules.header_value()),
+        None => ("error", String::new()),
+    };
+    // A model outside the catalog is the client's free text: log it only if the catalog knows it.
+    let model = out.model.as_deref().filter(|m| {
+        out.op.is_some_and(|op| {
+            snap.config
+                .catalog
+                .endpoint_of(op)
+                .models
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|x| x == m))
+        })
+    });
+    tracing::info!(
+        target: "residency_proxy::request",
+        request_id,
+        project = project.map_or("-", |p| p.name.as_str()),
+        region = project.map_or("-", |p| p.region.as_str()),
+        endpoint,
+        model = model.unwrap_or("-"),
+        decision = verdict,
+        rule = rules.as_str(),
+        status = out.status.as_u16(),
+        upstream_status = out.upstream_status.map_or(0, |s| s.as_u16()),
+        error = out.error.unwrap_or("-"),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            project: project.map_or_else(|| "-".to_string(), |p| p.name.clone()),
+            region: project.map_or_else(|| "-".to_string(), |p| p.region.clone()),
+            endpoint: endpoint.to_string(),
+            decision: verdict,
+            rule: rules,
+        })
+        .inc();
+}

@@ -1,0 +1,118 @@
+//! Prometheus metrics. Labels are low-cardinality by construction: project names and regions
+//! come from the config, endpoints are catalog templates (or "unknown"), decisions and rules
+//! are fixed sets. Never a raw path, never a model name outside the catalog.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub project: String,
+    pub region: String,
+    pub endpoint: String,
+    pub decision: &'static str,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub upstream_seconds: Family<RegionLabels, Histogram>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub open_connections: Gauge,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub last_reload_ok: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("residency_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by project, region, endpoint template, decision and rule",
+            requests.clone(),
+        );
+        let upstream_seconds = Family::<RegionLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 18))) as fn() -> Histogram,
+        );
+        registry.register(
+            "upstream_response_seconds",
+            "Time from forwarding to the upstream's response head (time to first byte)",
+            upstream_seconds.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes inspected",
+            bytes_in.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register(
+            "forwarded_body_bytes",
+            "Request body bytes forwarded after inspection",
+            bytes_out.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections currently open",
+            open_connections.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("config_reloads", "Config reloads by result", reloads.clone());
+        let last_reload_ok = Gauge::default();
+        registry.register(
+            "config_last_reload_success",
+            "1 if the last reload succeeded",
+            last_reload_ok.clone(),
+        );
+        last_reload_ok.set(1);
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry,
+            requests,
+            upstream_seconds,
+            bytes_in,
+            bytes_out,
+            open_connections,
+            reloads,
+            last_reload_ok,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,243 @@
+//! The listeners and the process lifecycle: accept connections (HTTP/1.1 and h2c), serve the
+//! admin endpoints, reload on SIGHUP or config change, drain on SIGTERM/SIGINT.
+
+use crate::admin;
+use crate::config::Config;
+use crate::handler;
+use crate::metrics::{Metrics, ReloadLabels};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// State shared by every connection for the life of the process.
+pub struct Shared {
+    pub snapshot: SharedSnapshot,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    pub config_path: Option<PathBuf>,
+}
+
+/// Runs the proxy until SIGTERM/SIGINT, then drains. Returns the process exit code.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen;
+    let admin_listen = config.admin_listen;
+    let grace = config.timeouts.shutdown_grace;
+    let config_path = config.source.clone();
+    let snapshot = Snapshot::new(config)?;
+    let shared = Arc::new(Shared {
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        metrics: Metrics::new(),
+        ready: AtomicBool::new(false),
+        config_path,
+    });
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listen {listen}: {e}"))?;
+    let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = match admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("admin_listen {a}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(admin) = admin {
+        tokio::spawn(admin::serve(admin, shared.clone(), stop_rx.clone()));
+    }
+    tokio::spawn(watch_config(shared.clone(), stop_rx.clone()));
+    shared.ready.store(true, Ordering::Release);
+    announce(proxy_addr, admin_addr);
+    tracing::info!(%proxy_addr, admin_addr = ?admin_addr, "residency-proxy started");
+
+    let accept = accept_loop(listener, shared.clone(), stop_rx);
+    let signals = wait_for_shutdown(shared.clone());
+    tokio::select! {
+        graceful = accept => drain(graceful, grace).await,
+        () = signals => {
+            shared.ready.store(false, Ordering::Release);
+            let _ = stop_tx.send(true);
+            tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight requests");
+        }
+    }
+    Ok(())
+}
+
+/// The line test harnesses and operators wait for: both listeners are bound.
+fn announce(proxy: std::net::SocketAddr, admin: Option<std::net::SocketAddr>) {
+    let admin = admin.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening proxy={proxy} admin={admin}");
+    let _ = out.flush();
+}
+
+async fn drain(graceful: GracefulShutdown, grace: Duration) {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+}
+
+/// Accepts connections until told to stop; returns the watcher of live connections so the
+/// caller can drain them.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let (max_conns, header_timeout) = {
+        let s = shared.snapshot.load();
+        (s.config.limits.max_connections, s.config.timeouts.request_header)
+    };
+    let permits = Arc::new(Semaphore::new(max_conns));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    loop {
+        // Backpressure: at max_connections, stop accepting and let the kernel queue.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        shared.metrics.open_connections.inc();
+        let svc_shared = shared.clone();
+        let svc = service_fn(move |req| {
+            let shared = svc_shared.clone();
+            async move {
+                // The snapshot is taken once per request: a reload never changes a request in flight.
+                let snap = shared.snapshot.load_full();
+                Ok::<_, std::convert::Infallible>(handler::handle(snap, &shared.metrics, req).await)
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let metrics_shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            metrics_shared.metrics.open_connections.dec();
+            drop(permit);
+        });
+    }
+    graceful
+}
+
+#[cfg(unix)]
+async fn wait_for_shutdown(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(&shared, "sighup"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_shutdown(_shared: Arc<Shared>) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Loads, validates and swaps the whole snapshot. An invalid config is refused, logged and
+/// counted, and the running snapshot keeps serving.
+pub fn reload(shared: &Shared, trigger: &'static str) {
+    let Some(path) = shared.config_path.as_deref() else {
+        tracing::info!(trigger, "reload ignored: running on the embedded default config");
+        return;
+    };
+    let started = std::time::Instant::now();
+    let result = Config::load(Some(path))
+        .map_err(|e| e.to_string())
+        .and_then(Snapshot::new);
+    match result {
+        Ok(snap) => {
+            shared.snapshot.store(Arc::new(snap));
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&ReloadLabels { result: "success" })
+                .inc();
+            shared.metrics.last_reload_ok.set(1);
+            tracing::info!(
+                trigger,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "config reloaded"
+            );
+        }
+        Err(problems) => {
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&ReloadLabels { result: "failure" })
+                .inc();
+            shared.metrics.last_reload_ok.set(0);
+            tracing::error!(trigger, problems = %problems.replace('\n', "; "), "config reload refused; the previous config keeps serving");
+        }
+    }
+}
+
+/// Reloads when the config file's modification time or size changes (polled: works the same
+/// on every filesystem, including Kubernetes ConfigMap symlink swaps).
+async fn watch_config(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(path) = shared.config_path.clone() else {
+        return;
+    };
+    let stamp = |p: &std::path::Path| -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    };
+    let mut last = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        let now = stamp(&path);
+        if now != last && now.is_some() {
+            last = now;
+            reload(&shared, "file_change");
+        }
+    }
+}
