@@ -5,6 +5,9 @@
 //! Nothing about OpenAI's rules lives in code: every list of models, regions and fields
 //! comes from the document.
 
+pub mod raw;
+mod validate;
+
 /// Index of an operation in [`Catalog::operations`].
 pub type OpId = usize;
 
@@ -101,6 +104,25 @@ pub struct StoreRule {
     pub true_allowed_regions: Option<Vec<String>>,
 }
 
+impl Region {
+    /// `https://{host}`: where the region's traffic goes unless the config overrides it.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.host)
+    }
+}
+
+impl Endpoint {
+    /// Whether the endpoint is offered with residency in `region` (a region id).
+    pub fn offered_in(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
+    }
+
+    /// Whether `model` is an eligible snapshot (true when the endpoint has no model list).
+    pub fn model_eligible(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
+    }
+}
+
 /// A service of OpenAI's tables (one row of seed 004's tables, e.g. `/v1/chat/completions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -155,6 +177,26 @@ pub struct Catalog {
     pub regions: Vec<Region>,
     pub endpoints: Vec<Endpoint>,
     pub operations: Vec<Operation>,
+    /// Tool and feature rows of Table 2 (Scale Tier, Web Search, …), as data.
+    pub features: Vec<Feature>,
+    /// Classification tables, built from `operations` by [`Catalog::from_json`].
+    pub(crate) index: crate::classify::Index,
+}
+
+/// A tool or feature row of Table 2 (not an endpoint of its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub id: String,
+    /// The seed's cell, e.g. `/v1/responses Web Search`.
+    pub name: String,
+    /// Regions where it is offered with residency.
+    pub regions: Vec<String>,
+    /// A condition on the regions (e.g. `when used with base64 file uploads`).
+    pub condition: Option<String>,
+    /// For the "Supported Input Modalities" row.
+    pub modalities: Option<Vec<String>>,
+    /// false: not covered by a BAA (web search).
+    pub hipaa_eligible: bool,
 }
 
 /// A catalog document that is not valid, with the place of each problem.
@@ -183,10 +225,32 @@ impl Catalog {
 
     /// Reads and validates a catalog document.
     pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
-        let _ = text;
-        Err(CatalogError {
-            problems: vec!["catalog reader not built yet".into()],
-        })
+        let raw: raw::RawCatalog = serde_json::from_str(text).map_err(|e| CatalogError {
+            problems: vec![format!("catalog: {e}")],
+        })?;
+        Catalog::from_raw(&raw)
+    }
+
+    /// Validates a parsed catalog document.
+    pub fn from_raw(raw: &raw::RawCatalog) -> Result<Catalog, CatalogError> {
+        validate::validate(raw)
+    }
+
+    /// The endpoint with this id (e.g. `/v1/chat/completions`).
+    pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.id == id)
+    }
+
+    /// The operation with exactly this method and template, e.g. `("POST", "/v1/responses")`.
+    pub fn operation_by_template(&self, method: &str, template: &str) -> Option<OpId> {
+        self.operations
+            .iter()
+            .position(|o| o.method == method && o.template == template)
+    }
+
+    /// The source the catalog cites by this id.
+    pub fn source(&self, id: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.id == id)
     }
 
     pub fn region(&self, id: &str) -> Option<&Region> {

@@ -1,8 +1,8 @@
 //! One request → allow / rewrite / deny.
 
-use crate::catalog::{Catalog, OpId};
-use crate::facts::Facts;
-use crate::project::Project;
+use crate::catalog::{Catalog, Endpoint, FieldRole, MarkerRole, OpId, Operation, Region, StoreRule};
+use crate::facts::{Facts, FieldValue};
+use crate::project::{Mode, Project, Retention, StoreMode};
 use crate::rule::{Rule, RuleSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,16 +91,404 @@ impl Decision {
     }
 }
 
+/// Rules found so far; the message of a denial is only built for the first one.
+struct Acc {
+    rules: RuleSet,
+    denial: Option<Denial>,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            rules: RuleSet::default(),
+            denial: None,
+        }
+    }
+
+    fn deny(&mut self, rule: Rule, why: impl FnOnce() -> (String, Option<String>)) {
+        self.rules.insert(rule);
+        if self.denial.is_none() {
+            let (message, param) = why();
+            self.denial = Some(Denial { rule, message, param });
+        }
+    }
+
+    fn finish(self, project: &Project, rewrites: Rewrites) -> Decision {
+        let verdict = match (&self.denial, project.mode) {
+            (Some(_), Mode::Enforce) => Verdict::Deny,
+            (Some(_), Mode::Report) => Verdict::ReportDeny,
+            (None, _) if !rewrites.is_empty() => Verdict::Rewrite,
+            (None, _) => Verdict::Allow,
+        };
+        Decision {
+            verdict,
+            rules: self.rules,
+            denial: self.denial,
+            rewrites,
+        }
+    }
+}
+
+/// The longest model name quoted back in a message.
+const MAX_QUOTED: usize = 128;
+
+/// `"name"`, shortened (on a char boundary) when very long.
+fn quoted(s: &str) -> String {
+    if s.len() <= MAX_QUOTED {
+        return format!("\"{s}\"");
+    }
+    let mut end = MAX_QUOTED;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("\"{}…\"", s.get(..end).unwrap_or(""))
+}
+
+fn region_label(project: &Project, region: Option<&Region>) -> String {
+    match region {
+        Some(r) => format!("region \"{}\" ({})", r.id, r.name),
+        None => format!("region \"{}\"", project.region),
+    }
+}
+
+fn field_ref<'a>(facts: &Facts<'a>, i: usize) -> FieldValue<'a> {
+    facts.fields.get(i).copied().unwrap_or(FieldValue::Absent)
+}
+
+/// The checks that need no body, shared by [`precheck`] and [`decide`].
+fn body_free(acc: &mut Acc, project: &Project, region: Option<&Region>, endpoint: &Endpoint, op: &Operation) {
+    // endpoint_region: residency regions only; an unknown region fails closed.
+    let residency = region.is_none_or(|r| r.residency);
+    if residency && !endpoint.offered_in(&project.region) {
+        acc.deny(Rule::EndpointRegion, || {
+            let offered = if endpoint.regions.is_empty() {
+                "it is not offered with data residency in any region".to_owned()
+            } else {
+                format!(
+                    "it is offered with data residency in: {}",
+                    endpoint.regions.join(", ")
+                )
+            };
+            (
+                format!(
+                    "{} is not available with data residency in {} of project \"{}\"; {offered}.",
+                    endpoint.id,
+                    region_label(project, region),
+                    project.name
+                ),
+                None,
+            )
+        });
+    }
+    if project.retention == Retention::Zdr && (!endpoint.zdr_eligible || op.stateful) {
+        acc.deny(Rule::ZdrEndpoint, || {
+            let what = if endpoint.zdr_eligible {
+                format!(
+                    "{} {} reads or keeps stored application state",
+                    op.method, op.template
+                )
+            } else {
+                format!("{} keeps application state", endpoint.id)
+            };
+            (
+                format!(
+                    "{what}, which is not available to zero-data-retention project \"{}\" ({}).",
+                    project.name,
+                    region_label(project, region)
+                ),
+                None,
+            )
+        });
+    }
+    if endpoint.always_image_input && !image_inputs(project, region) {
+        acc.deny(Rule::ImageInput, || {
+            image_message(project, region, endpoint, Some("image".to_owned()))
+        });
+    }
+}
+
+fn image_inputs(project: &Project, region: Option<&Region>) -> bool {
+    project
+        .image_inputs
+        .unwrap_or(region.is_some_and(|r| r.image_inputs_default))
+}
+
+fn image_message(
+    project: &Project,
+    region: Option<&Region>,
+    endpoint: &Endpoint,
+    param: Option<String>,
+) -> (String, Option<String>) {
+    (
+        format!(
+            "{} request carries an image input, and image inputs are not approved for project \"{}\" in {} \
+             (they need OpenAI's enhanced ZDR or modified abuse monitoring approval; set image_inputs = true \
+             once approved).",
+            endpoint.id,
+            project.name,
+            region_label(project, region)
+        ),
+        param,
+    )
+}
+
 /// The checks that need no request body (endpoint_region, zdr_endpoint, …). Some(decision)
 /// when the request is denied whatever its body says; the proxy then need not read it.
 /// In report mode this still returns the would-be denial (verdict ReportDeny).
 pub fn precheck(catalog: &Catalog, project: &Project, op: OpId) -> Option<Decision> {
-    let _ = (catalog, project, op);
-    None
+    let Some((operation, endpoint)) = lookup(catalog, op) else {
+        return Some(unknown_op());
+    };
+    if endpoint.content_free {
+        return None;
+    }
+    let region = catalog.region(&project.region);
+    let mut acc = Acc::new();
+    body_free(&mut acc, project, region, endpoint, operation);
+    acc.denial
+        .is_some()
+        .then(|| acc.finish(project, Rewrites::default()))
+}
+
+fn lookup(catalog: &Catalog, op: OpId) -> Option<(&Operation, &Endpoint)> {
+    let operation = catalog.operations.get(op)?;
+    let endpoint = catalog.endpoints.get(operation.endpoint)?;
+    Some((operation, endpoint))
+}
+
+fn unknown_op() -> Decision {
+    Decision::deny(
+        Rule::UnknownEndpoint,
+        "The operation is not in the catalog.".to_owned(),
+        None,
+    )
 }
 
 /// The full decision for one request.
 pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>) -> Decision {
-    let _ = (catalog, project, op, facts);
-    Decision::deny(Rule::UnknownEndpoint, "policy not built yet".into(), None)
+    let Some((operation, endpoint)) = lookup(catalog, op) else {
+        return unknown_op();
+    };
+    if endpoint.content_free {
+        return Acc::new().finish(project, Rewrites::default());
+    }
+    let region = catalog.region(&project.region);
+    let residency = region.is_none_or(|r| r.residency);
+    let zdr = project.retention == Retention::Zdr;
+    let plan = &operation.plan;
+    let mut acc = Acc::new();
+    let mut rewrites = Rewrites::default();
+
+    body_free(&mut acc, project, region, endpoint, operation);
+
+    // The model, after aliases.
+    if let Some(mi) = plan.field_with(FieldRole::Model) {
+        let raw = field_ref(facts, mi);
+        let model: Option<&str> = match raw {
+            FieldValue::String(m) => match project.aliases.get(m) {
+                Some(to) => {
+                    acc.rules.insert(Rule::Alias);
+                    rewrites.model = Some(ModelRewrite {
+                        from: m.to_owned(),
+                        to: to.clone(),
+                    });
+                    Some(to.as_str())
+                }
+                None => Some(m),
+            },
+            _ => None,
+        };
+        let described = || match (raw, model) {
+            (FieldValue::String(from), Some(to)) if from != to => {
+                format!("model {} (alias of {})", quoted(to), quoted(from))
+            }
+            (_, Some(m)) => format!("model {}", quoted(m)),
+            (FieldValue::Absent | FieldValue::Null, None) => "a request without a model".to_owned(),
+            (_, None) => "a model that is not a string".to_owned(),
+        };
+        if residency {
+            if let Some(models) = &endpoint.models {
+                if !model.is_some_and(|m| models.iter().any(|x| x == m)) {
+                    acc.deny(Rule::ModelNotEligible, || {
+                        (
+                            format!(
+                                "{} is not eligible for data residency on {} in {}; eligible snapshots: {}.",
+                                described(),
+                                endpoint.id,
+                                region_label(project, region),
+                                models.join(", ")
+                            ),
+                            Some("model".to_owned()),
+                        )
+                    });
+                }
+            }
+        }
+        if zdr {
+            if let Some(zm) = &endpoint.zdr_models {
+                if !model.is_some_and(|m| zm.iter().any(|x| x == m)) {
+                    acc.deny(Rule::ZdrModel, || {
+                        (
+                            format!(
+                                "{} is not zero-data-retention compatible on {} (project \"{}\", {}); \
+                                 ZDR-compatible models: {}.",
+                                described(),
+                                endpoint.id,
+                                project.name,
+                                region_label(project, region),
+                                zm.join(", ")
+                            ),
+                            Some("model".to_owned()),
+                        )
+                    });
+                }
+            }
+        }
+    }
+
+    // Stateful fields and web search fields.
+    let mut web_search_field: Option<&str> = None;
+    for (i, role) in plan.roles.iter().enumerate() {
+        let v = field_ref(facts, i);
+        match *role {
+            FieldRole::Stateful(s) if zdr => {
+                let only_true = endpoint.stateful_fields.get(s).is_none_or(|f| f.only_true);
+                let hit = if only_true {
+                    v == FieldValue::Bool(true)
+                } else {
+                    !matches!(v, FieldValue::Absent | FieldValue::Null)
+                };
+                if hit {
+                    let name = plan.fields.get(i).map_or("", String::as_str);
+                    acc.deny(Rule::StatefulFeature, || {
+                        let shown = if only_true {
+                            format!("{name}: true")
+                        } else {
+                            name.to_owned()
+                        };
+                        (
+                            format!(
+                                "{shown} needs stored application state, which is not kept for \
+                                 zero-data-retention project \"{}\" ({}, {}).",
+                                project.name,
+                                endpoint.id,
+                                region_label(project, region)
+                            ),
+                            Some(name.to_owned()),
+                        )
+                    });
+                }
+            }
+            FieldRole::WebSearch if !matches!(v, FieldValue::Absent | FieldValue::Null) => {
+                web_search_field = web_search_field.or(plan.fields.get(i).map(String::as_str));
+            }
+            _ => {}
+        }
+    }
+
+    // store.
+    if let (Some(rule), Some(si)) = (&endpoint.store, plan.field_with(FieldRole::Store)) {
+        let v = field_ref(facts, si);
+        let effective = match v {
+            FieldValue::Bool(b) => Some(b),
+            FieldValue::Absent | FieldValue::Null => Some(rule.default),
+            _ => None,
+        };
+        match effective {
+            None => acc.deny(Rule::Store, || {
+                ("store must be a boolean.".to_owned(), Some("store".to_owned()))
+            }),
+            Some(true) => {
+                let region_allows = rule
+                    .true_allowed_regions
+                    .as_ref()
+                    .is_none_or(|r| r.contains(&project.region));
+                if zdr || !region_allows {
+                    match project.store {
+                        StoreMode::Rewrite => {
+                            acc.rules.insert(Rule::Store);
+                            rewrites.store = Some(if v == FieldValue::Absent {
+                                StoreRewrite::Insert
+                            } else {
+                                StoreRewrite::Replace
+                            });
+                        }
+                        StoreMode::Reject => acc.deny(Rule::Store, || {
+                            store_message(project, region, endpoint, rule, v, zdr)
+                        }),
+                    }
+                }
+            }
+            Some(false) => {}
+        }
+    }
+
+    // image_input (markers; always_image_input was checked without the body).
+    if !endpoint.always_image_input && !image_inputs(project, region) {
+        let hit =
+            plan.markers.iter().enumerate().any(|(i, m)| {
+                m.role == MarkerRole::ImageInput && facts.markers.get(i).copied().unwrap_or(false)
+            });
+        if hit {
+            acc.deny(Rule::ImageInput, || {
+                image_message(project, region, endpoint, None)
+            });
+        }
+    }
+
+    // hipaa.
+    if project.hipaa {
+        let marker =
+            plan.markers.iter().enumerate().any(|(i, m)| {
+                m.role == MarkerRole::WebSearch && facts.markers.get(i).copied().unwrap_or(false)
+            });
+        if marker || web_search_field.is_some() {
+            acc.deny(Rule::Hipaa, || {
+                let param = web_search_field.unwrap_or("tools").to_owned();
+                (
+                    format!(
+                        "Web search is not HIPAA eligible and not covered by a BAA; it is refused for hipaa \
+                         project \"{}\" ({}, {}).",
+                        project.name,
+                        endpoint.id,
+                        region_label(project, region)
+                    ),
+                    Some(param),
+                )
+            });
+        }
+    }
+
+    acc.finish(project, rewrites)
+}
+
+fn store_message(
+    project: &Project,
+    region: Option<&Region>,
+    endpoint: &Endpoint,
+    rule: &StoreRule,
+    v: FieldValue<'_>,
+    zdr: bool,
+) -> (String, Option<String>) {
+    let why = if zdr {
+        format!("zero-data-retention project \"{}\"", project.name)
+    } else {
+        let allowed = rule
+            .true_allowed_regions
+            .as_ref()
+            .map_or(String::new(), |r| r.join(", "));
+        format!(
+            "{} (store=true is allowed only in: {allowed})",
+            region_label(project, region)
+        )
+    };
+    let what = if v == FieldValue::Absent {
+        format!(
+            "{} stores by default, so the request must send \"store\": false for {why}.",
+            endpoint.id
+        )
+    } else {
+        format!("store must be false on {} for {why}.", endpoint.id)
+    };
+    (what, Some("store".to_owned()))
 }

@@ -64,29 +64,121 @@ impl ProjectSet {
     /// Builds the lookup tables; errors name each conflict (two defaults, one key or header
     /// on two projects) with its place, e.g. `projects[2].default: ...`.
     pub fn new(projects: Vec<Project>) -> Result<ProjectSet, Vec<String>> {
-        let _ = (&projects, &HashMap::<u8, u8>::new());
+        let mut problems = Vec::new();
+        let mut by_key: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut by_header: HashMap<String, usize> = HashMap::new();
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut default: Option<usize> = None;
+        for (i, p) in projects.iter().enumerate() {
+            if let Some(first) = by_name.insert(p.name.as_str(), i) {
+                problems.push(format!(
+                    "projects[{i}].name: \"{}\" is also the name of projects[{first}]",
+                    p.name
+                ));
+            }
+            if p.default {
+                match default {
+                    Some(d) => problems.push(format!(
+                        "projects[{i}].default: project \"{}\" is already the default; only one project can be",
+                        name_of(&projects, d)
+                    )),
+                    None => default = Some(i),
+                }
+            }
+            if let Some(h) = &p.openai_project {
+                if h.trim().is_empty() || h.trim() != h {
+                    problems.push(format!(
+                        "projects[{i}].openai_project: \"{h}\" is empty or has surrounding spaces"
+                    ));
+                } else if let Some(&other) = by_header.get(h.as_str()) {
+                    problems.push(format!(
+                        "projects[{i}].openai_project: \"{h}\" also selects project \"{}\"",
+                        name_of(&projects, other)
+                    ));
+                } else {
+                    by_header.insert(h.clone(), i);
+                }
+            }
+            for (k, key) in p.api_key_sha256.iter().enumerate() {
+                match by_key.get(key) {
+                    Some(&other) if other == i => problems.push(format!(
+                        "projects[{i}].api_key_sha256[{k}]: listed twice in this project"
+                    )),
+                    Some(&other) => problems.push(format!(
+                        "projects[{i}].api_key_sha256[{k}]: also selects project \"{}\"",
+                        name_of(&projects, other)
+                    )),
+                    None => {
+                        by_key.insert(*key, i);
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(ProjectSet {
             projects,
-            by_key: HashMap::new(),
-            by_header: HashMap::new(),
-            default: None,
+            by_key,
+            by_header,
+            default,
         })
     }
 
     /// Selects the project for a request: client key hash, then `OpenAI-Project` header
     /// (all values the request carried), then the default.
+    ///
+    /// Fails closed: more than one header value, a key and a header that select different
+    /// projects, or a header naming no configured project while the project chosen by key or
+    /// default is bound to another OpenAI project, are all [`SelectError::Ambiguous`].
     pub fn select(
         &self,
         key_sha256: Option<&[u8; 32]>,
         openai_project: &[&str],
     ) -> Result<usize, SelectError> {
-        let _ = (
-            key_sha256,
-            openai_project,
-            &self.by_key,
-            &self.by_header,
-            self.default,
-        );
-        Err(SelectError::NoProject)
+        let header = match openai_project {
+            [] => None,
+            [one] => Some(one.trim_matches(|c| c == ' ' || c == '\t')),
+            _ => return Err(SelectError::Ambiguous("more than one OpenAI-Project header")),
+        };
+        let by_header = header.and_then(|h| self.by_header.get(h).copied());
+        let by_key = key_sha256.and_then(|k| self.by_key.get(k).copied());
+        let chosen = match (by_key, by_header) {
+            (Some(k), Some(h)) if k != h => {
+                return Err(SelectError::Ambiguous(
+                    "the API key and the OpenAI-Project header select different projects",
+                ))
+            }
+            (Some(k), _) => k,
+            (None, Some(h)) => return Ok(h),
+            (None, None) => self.default.ok_or(SelectError::NoProject)?,
+        };
+        // The header (if any) named no project, or the same one the key chose.
+        if let (Some(h), None) = (header, by_header) {
+            let bound = self
+                .projects
+                .get(chosen)
+                .and_then(|p| p.openai_project.as_deref());
+            if bound.is_some_and(|b| b != h) {
+                return Err(SelectError::Ambiguous(
+                    "the OpenAI-Project header names a different OpenAI project than the selected project's",
+                ));
+            }
+        }
+        Ok(chosen)
     }
+
+    /// The project with this name.
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.projects.iter().position(|p| p.name == name)
+    }
+
+    /// The default project, if one is configured.
+    pub fn default_project(&self) -> Option<usize> {
+        self.default
+    }
+}
+
+fn name_of(projects: &[Project], i: usize) -> &str {
+    projects.get(i).map_or("?", |p| p.name.as_str())
 }

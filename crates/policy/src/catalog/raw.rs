@@ -1,0 +1,241 @@
+//! The catalog document as written (`config/catalog.json`): serde types that mirror the JSON
+//! one to one, with `deny_unknown_fields` everywhere so a typo is an error, not a silently
+//! ignored rule. [`Catalog::from_json`](super::Catalog::from_json) validates these into the
+//! types of [`catalog`](super).
+//!
+//! Besides what the policy enforces, the document keeps the remaining cells of OpenAI's
+//! tables (retention columns, Table 1 flags, Table 2 tool rows) so that a test can check the
+//! catalog against the source text row by row.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    /// A name for this edition of the tables, e.g. `seed-004`.
+    pub edition: String,
+    /// When the catalog was compiled (YYYY-MM-DD).
+    pub date: String,
+    /// Free text for people editing the document.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    pub sources: Vec<RawSource>,
+    /// Named region lists; `"@name"` in a `regions` list stands for the set.
+    #[serde(default)]
+    pub region_sets: BTreeMap<String, Vec<String>>,
+    pub regions: Vec<RawRegion>,
+    /// Named body markers, referenced by name from operations.
+    #[serde(default)]
+    pub markers: BTreeMap<String, RawMarker>,
+    /// Tool and feature rows of Table 2 (not endpoints).
+    #[serde(default)]
+    pub features: Vec<RawFeature>,
+    pub endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub id: String,
+    pub title: String,
+    pub url: String,
+    /// Publication or retrieval date (YYYY-MM-DD), or a year.
+    pub date: String,
+    /// A copy of the source text in the repository, relative to the catalog file.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    pub id: String,
+    /// As in Table 1 where the region is there (e.g. `Europe (EEA + Switzerland)`).
+    pub name: String,
+    pub host: String,
+    /// false only for `global`.
+    pub residency: bool,
+    /// Table 1 "Regional storage".
+    pub regional_storage: bool,
+    /// Table 1 "Regional processing".
+    pub regional_processing: bool,
+    /// Table 1 "Requires modified abuse monitoring or ZDR".
+    pub requires_mam_or_zdr: bool,
+    /// Table 1 "Default modes of entry": Image without the `*` footnote.
+    pub image_inputs_default: bool,
+    /// Table 1 "Default modes of entry", e.g. `["Text", "Audio", "Voice", "Image*"]`.
+    #[serde(default)]
+    pub default_modes: Vec<String>,
+    /// Ids of the sources this row comes from.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMarkerRole {
+    ImageInput,
+    WebSearch,
+}
+
+/// An object member `key` whose string value is one of `values`, at any depth of a JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMarker {
+    pub key: String,
+    pub values: Vec<String>,
+    pub role: RawMarkerRole,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// A tool or feature row of Table 2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeature {
+    pub id: String,
+    /// The "Supported services" cell, verbatim.
+    pub name: String,
+    /// Regions where it is offered with residency (`@set` allowed).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// A condition attached to the region cell (e.g. `when used with base64 file uploads`).
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// For "Supported Input Modalities": the modalities listed instead of regions.
+    #[serde(default)]
+    pub modalities: Option<Vec<String>>,
+    /// false: not covered by a BAA (a `hipaa = true` project refuses it).
+    #[serde(default = "yes")]
+    pub hipaa_eligible: bool,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The seed's ZDR/retention table columns for one endpoint, verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// "Data used for training".
+    pub training: String,
+    /// "Abuse monitoring retention".
+    pub abuse_monitoring: String,
+    /// "Application state retention".
+    pub application_state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreRule {
+    pub field: String,
+    pub default: bool,
+    /// Regions where `true` is allowed without ZDR; absent: every region.
+    #[serde(default)]
+    pub true_allowed_regions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatefulField {
+    pub field: String,
+    /// true: only the value `true` counts (e.g. `background`).
+    #[serde(default)]
+    pub only_true: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// The row name without any `(beta)`, e.g. `/v1/realtime`.
+    pub id: String,
+    /// The row is marked `(beta)` in the seed.
+    #[serde(default)]
+    pub beta: bool,
+    /// Table 2 "Supported region" (`@set` allowed); empty: no residency region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Table 2 "Supported model snapshots" in the seed's order; absent: no model list.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// The ZDR table's retention columns; absent for endpoints not in that table.
+    #[serde(default)]
+    pub retention: Option<RawRetention>,
+    pub zdr_eligible: bool,
+    /// The rest of the ZDR eligibility cell after "Yes"/"No", e.g. `see below for limitations`.
+    #[serde(default)]
+    pub zdr_note: Option<String>,
+    /// Models allowed under ZDR; absent: any.
+    #[serde(default)]
+    pub zdr_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub store: Option<RawStoreRule>,
+    #[serde(default)]
+    pub stateful_fields: Vec<RawStatefulField>,
+    #[serde(default)]
+    pub always_image_input: bool,
+    #[serde(default)]
+    pub content_free: bool,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    pub operations: Vec<RawOperation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawBodySource {
+    None,
+    Json,
+    Multipart,
+    Query,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFieldRole {
+    Model,
+    Store,
+    /// One of the endpoint's `stateful_fields` (by `name`).
+    Stateful,
+    WebSearch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub name: String,
+    pub role: RawFieldRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperation {
+    pub method: String,
+    /// Path template with the `/v1` prefix; `{name}` is one path segment.
+    pub path: String,
+    #[serde(default)]
+    pub stateful: bool,
+    #[serde(default = "no_source")]
+    pub source: RawBodySource,
+    #[serde(default)]
+    pub fields: Vec<RawField>,
+    /// Names of `markers`.
+    #[serde(default)]
+    pub markers: Vec<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+fn no_source() -> RawBodySource {
+    RawBodySource::None
+}

@@ -1,0 +1,559 @@
+//! Raw document → validated [`Catalog`], collecting every problem with its place.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::raw::{
+    RawBodySource, RawCatalog, RawEndpoint, RawFieldRole, RawMarker, RawMarkerRole, RawOperation,
+};
+use super::{
+    BodySource, Catalog, CatalogError, Endpoint, Feature, FieldRole, InspectPlan, MarkerRole, MarkerSpec,
+    Operation, Region, Source, StatefulField, StoreRule,
+};
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+struct Ctx<'a> {
+    problems: Vec<String>,
+    region_ids: HashSet<&'a str>,
+    sets: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl Ctx<'_> {
+    fn problem(&mut self, place: impl std::fmt::Display, what: impl std::fmt::Display) {
+        self.problems.push(format!("{place}: {what}"));
+    }
+
+    /// A `regions` list with `@set` references expanded, each entry checked.
+    fn regions(&mut self, place: &str, list: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            let here = format!("{place}[{i}]");
+            let expanded: Vec<String> = if let Some(set) = r.strip_prefix('@') {
+                match self.sets.get(set) {
+                    Some(ids) => ids.clone(),
+                    None => {
+                        let known: Vec<&str> = self.sets.keys().map(String::as_str).collect();
+                        self.problem(
+                            &here,
+                            format!("unknown region set \"{set}\" (known: {})", known.join(", ")),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                if !self.region_ids.contains(r.as_str()) {
+                    self.problem(
+                        &here,
+                        format!("unknown region \"{r}\"{}", suggest(r, &self.region_ids)),
+                    );
+                    continue;
+                }
+                vec![r.clone()]
+            };
+            for id in expanded {
+                if out.contains(&id) {
+                    self.problem(&here, format!("region \"{id}\" listed twice"));
+                } else {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    fn non_empty(&mut self, place: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.problem(place, "must not be empty");
+        }
+    }
+
+    fn names(&mut self, place: &str, list: &[String]) {
+        let mut seen = HashSet::new();
+        for (i, m) in list.iter().enumerate() {
+            if m.trim().is_empty() || m.trim() != m {
+                self.problem(
+                    format!("{place}[{i}]"),
+                    format!("\"{m}\" is empty or has surrounding spaces"),
+                );
+            } else if !seen.insert(m.as_str()) {
+                self.problem(format!("{place}[{i}]"), format!("\"{m}\" listed twice"));
+            }
+        }
+    }
+}
+
+/// ` (did you mean "gb"?)` for a near miss, else empty.
+fn suggest(name: &str, known: &HashSet<&str>) -> String {
+    let alias = match name {
+        "uk" => Some("gb"),
+        "europe" => Some("eu"),
+        "usa" => Some("us"),
+        "japan" => Some("jp"),
+        "korea" => Some("kr"),
+        _ => None,
+    };
+    match alias {
+        Some(a) if known.contains(a) => format!(", did you mean \"{a}\"?"),
+        _ => String::new(),
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// Why a path template is malformed, if it is.
+fn template_problem(t: &str) -> Option<String> {
+    let Some(rest) = t.strip_prefix("/v1/") else {
+        return Some(format!("path \"{t}\" must start with /v1/"));
+    };
+    let mut params = HashSet::new();
+    for seg in rest.split('/') {
+        if seg.is_empty() {
+            return Some(format!("path \"{t}\" has an empty segment"));
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if !is_id(name) {
+                return Some(format!(
+                    "path \"{t}\": parameter {seg} must be {{lowercase_name}}"
+                ));
+            }
+            if !params.insert(name) {
+                return Some(format!("path \"{t}\": parameter {seg} appears twice"));
+            }
+        } else if seg == "." || seg == ".." || !seg.bytes().all(crate::classify::is_segment_byte) {
+            return Some(format!(
+                "path \"{t}\": segment \"{seg}\" is not a canonical literal"
+            ));
+        }
+    }
+    None
+}
+
+pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
+    let mut cx = Ctx {
+        problems: Vec::new(),
+        region_ids: HashSet::new(),
+        sets: &raw.region_sets,
+    };
+
+    cx.non_empty("edition", &raw.edition);
+    if !is_date(&raw.date) {
+        cx.problem("date", format!("\"{}\" is not YYYY-MM-DD", raw.date));
+    }
+
+    // Sources.
+    let mut source_ids = HashSet::new();
+    let mut sources = Vec::with_capacity(raw.sources.len());
+    for (i, s) in raw.sources.iter().enumerate() {
+        let place = format!("sources[{i}]");
+        if !is_id(&s.id) {
+            cx.problem(
+                format!("{place}.id"),
+                format!("\"{}\" is not a lowercase id", s.id),
+            );
+        } else if !source_ids.insert(s.id.as_str()) {
+            cx.problem(format!("{place}.id"), format!("duplicate source \"{}\"", s.id));
+        }
+        cx.non_empty(&format!("{place}.title"), &s.title);
+        if !s.url.starts_with("https://") {
+            cx.problem(
+                format!("{place}.url"),
+                format!("\"{}\" is not an https URL", s.url),
+            );
+        }
+        cx.non_empty(&format!("{place}.date"), &s.date);
+        sources.push(Source {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            url: s.url.clone(),
+            date: s.date.clone(),
+        });
+    }
+
+    // Regions.
+    let mut regions = Vec::with_capacity(raw.regions.len());
+    for (i, r) in raw.regions.iter().enumerate() {
+        let place = format!("regions[{i}]");
+        if !is_id(&r.id) {
+            cx.problem(
+                format!("{place}.id"),
+                format!("\"{}\" is not a lowercase id", r.id),
+            );
+        } else if !cx.region_ids.insert(r.id.as_str()) {
+            cx.problem(format!("{place}.id"), format!("duplicate region \"{}\"", r.id));
+        }
+        cx.non_empty(&format!("{place}.name"), &r.name);
+        let host_ok = !r.host.is_empty()
+            && r.host
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
+        if !host_ok {
+            cx.problem(
+                format!("{place}.host"),
+                format!("\"{}\" is not a host name (no scheme, no path)", r.host),
+            );
+        }
+        if !r.residency && (r.regional_storage || r.regional_processing) {
+            cx.problem(
+                &place,
+                "a region without residency cannot have regional storage or processing",
+            );
+        }
+        for (j, s) in r.sources.iter().enumerate() {
+            if !source_ids.contains(s.as_str()) {
+                cx.problem(format!("{place}.sources[{j}]"), format!("unknown source \"{s}\""));
+            }
+        }
+        regions.push(Region {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            host: r.host.clone(),
+            residency: r.residency,
+            regional_processing: r.regional_processing,
+            requires_mam_or_zdr: r.requires_mam_or_zdr,
+            image_inputs_default: r.image_inputs_default,
+        });
+    }
+
+    // Region sets (only plain region ids inside).
+    for (name, ids) in &raw.region_sets {
+        let place = format!("region_sets.{name}");
+        if !is_id(name) {
+            cx.problem(&place, "set names are lowercase ids");
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if id.starts_with('@') {
+                cx.problem(
+                    format!("{place}[{i}]"),
+                    "a region set lists region ids, not other sets",
+                );
+            }
+        }
+        let _ = cx.regions(&place, ids);
+    }
+
+    // Markers.
+    let mut markers: HashMap<&str, MarkerSpec> = HashMap::new();
+    for (name, m) in &raw.markers {
+        let RawMarker {
+            key, values, role, ..
+        } = m;
+        let place = format!("markers.{name}");
+        cx.non_empty(&format!("{place}.key"), key);
+        if values.is_empty() {
+            cx.problem(format!("{place}.values"), "must list at least one value");
+        }
+        cx.names(&format!("{place}.values"), values);
+        let role = match role {
+            RawMarkerRole::ImageInput => MarkerRole::ImageInput,
+            RawMarkerRole::WebSearch => MarkerRole::WebSearch,
+        };
+        markers.insert(
+            name.as_str(),
+            MarkerSpec {
+                key: key.clone(),
+                values: values.clone(),
+                role,
+            },
+        );
+    }
+
+    // Features.
+    let mut features = Vec::with_capacity(raw.features.len());
+    let mut feature_ids = HashSet::new();
+    for (i, f) in raw.features.iter().enumerate() {
+        let place = format!("features[{i}]");
+        if !is_id(&f.id) {
+            cx.problem(
+                format!("{place}.id"),
+                format!("\"{}\" is not a lowercase id", f.id),
+            );
+        } else if !feature_ids.insert(f.id.as_str()) {
+            cx.problem(format!("{place}.id"), format!("duplicate feature \"{}\"", f.id));
+        }
+        cx.non_empty(&format!("{place}.name"), &f.name);
+        let regions = cx.regions(&format!("{place}.regions"), &f.regions);
+        if let Some(m) = &f.modalities {
+            cx.names(&format!("{place}.modalities"), m);
+        }
+        features.push(Feature {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            regions,
+            condition: f.condition.clone(),
+            modalities: f.modalities.clone(),
+            hipaa_eligible: f.hipaa_eligible,
+        });
+    }
+
+    // Endpoints and their operations.
+    let mut endpoints = Vec::with_capacity(raw.endpoints.len());
+    let mut operations = Vec::new();
+    let mut endpoint_ids = HashSet::new();
+    // method + template with parameter names erased → place of first definition.
+    let mut shapes: HashMap<(String, String), String> = HashMap::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let place = format!("endpoints[{i}]");
+        if !e.id.starts_with("/v1/") || e.id.contains(char::is_whitespace) {
+            cx.problem(
+                format!("{place}.id"),
+                format!("\"{}\" must be a path starting with /v1/", e.id),
+            );
+        } else if !endpoint_ids.insert(e.id.as_str()) {
+            cx.problem(format!("{place}.id"), format!("duplicate endpoint \"{}\"", e.id));
+        }
+        let endpoint = endpoint_of(&mut cx, &place, e);
+        if e.operations.is_empty() {
+            cx.problem(
+                format!("{place}.operations"),
+                "an endpoint needs at least one operation",
+            );
+        }
+        for (j, o) in e.operations.iter().enumerate() {
+            let oplace = format!("{place}.operations[{j}]");
+            if let Some(op) = operation_of(&mut cx, &oplace, &endpoint, i, o, &markers) {
+                let shape = (op.method.clone(), erase_params(&op.template));
+                if let Some(first) = shapes.get(&shape) {
+                    cx.problem(
+                        format!("{oplace}.path"),
+                        format!("{} {} is already defined at {first}", op.method, op.template),
+                    );
+                } else {
+                    shapes.insert(shape, oplace);
+                }
+                operations.push(op);
+            }
+        }
+        endpoints.push(endpoint);
+    }
+
+    if !cx.problems.is_empty() {
+        return Err(CatalogError {
+            problems: cx.problems,
+        });
+    }
+    let index = crate::classify::Index::build(&operations);
+    Ok(Catalog {
+        edition: raw.edition.clone(),
+        date: raw.date.clone(),
+        sources,
+        regions,
+        endpoints,
+        operations,
+        features,
+        index,
+    })
+}
+
+fn erase_params(t: &str) -> String {
+    t.split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint) -> Endpoint {
+    let regions = cx.regions(&format!("{place}.regions"), &e.regions);
+    if let Some(m) = &e.models {
+        cx.names(&format!("{place}.models"), m);
+    }
+    if let Some(m) = &e.zdr_models {
+        cx.names(&format!("{place}.zdr_models"), m);
+    }
+    let store = e.store.as_ref().map(|s| {
+        cx.non_empty(&format!("{place}.store.field"), &s.field);
+        let allowed = s
+            .true_allowed_regions
+            .as_ref()
+            .map(|r| cx.regions(&format!("{place}.store.true_allowed_regions"), r));
+        StoreRule {
+            field: s.field.clone(),
+            default: s.default,
+            true_allowed_regions: allowed,
+        }
+    });
+    let names: Vec<String> = e.stateful_fields.iter().map(|f| f.field.clone()).collect();
+    cx.names(&format!("{place}.stateful_fields"), &names);
+    if e.content_free
+        && (e.models.is_some() || e.store.is_some() || !e.stateful_fields.is_empty() || e.always_image_input)
+    {
+        cx.problem(
+            place,
+            "a content_free endpoint cannot have models, store, stateful_fields or image input",
+        );
+    }
+    if e.zdr_models.is_some() && !e.zdr_eligible {
+        cx.problem(
+            format!("{place}.zdr_models"),
+            "zdr_models on an endpoint that is not zdr_eligible",
+        );
+    }
+    Endpoint {
+        id: e.id.clone(),
+        regions,
+        models: e.models.clone(),
+        zdr_eligible: e.zdr_eligible,
+        zdr_models: e.zdr_models.clone(),
+        store,
+        stateful_fields: e
+            .stateful_fields
+            .iter()
+            .map(|f| StatefulField {
+                field: f.field.clone(),
+                only_true: f.only_true,
+            })
+            .collect(),
+        always_image_input: e.always_image_input,
+        content_free: e.content_free,
+    }
+}
+
+fn operation_of(
+    cx: &mut Ctx<'_>,
+    place: &str,
+    endpoint: &Endpoint,
+    endpoint_index: usize,
+    o: &RawOperation,
+    markers: &HashMap<&str, MarkerSpec>,
+) -> Option<Operation> {
+    let mut ok = true;
+    if !METHODS.contains(&o.method.as_str()) {
+        cx.problem(
+            format!("{place}.method"),
+            format!("\"{}\" is not one of {}", o.method, METHODS.join(", ")),
+        );
+        ok = false;
+    }
+    if let Some(why) = template_problem(&o.path) {
+        cx.problem(format!("{place}.path"), why);
+        ok = false;
+    }
+    let source = match o.source {
+        RawBodySource::None => BodySource::None,
+        RawBodySource::Json => BodySource::Json,
+        RawBodySource::Multipart => BodySource::Multipart,
+        RawBodySource::Query => BodySource::Query,
+    };
+    if endpoint.content_free && (o.method != "GET" || source != BodySource::None) {
+        cx.problem(
+            place,
+            "a content_free endpoint may only have GET operations without a body source",
+        );
+    }
+    if source == BodySource::None && !o.fields.is_empty() {
+        cx.problem(
+            format!("{place}.fields"),
+            "fields need a source (json, multipart or query)",
+        );
+    }
+    let mut fields = Vec::with_capacity(o.fields.len());
+    let mut roles = Vec::with_capacity(o.fields.len());
+    for (k, f) in o.fields.iter().enumerate() {
+        let fplace = format!("{place}.fields[{k}]");
+        if f.name.is_empty() {
+            cx.problem(format!("{fplace}.name"), "must not be empty");
+        }
+        if fields.contains(&f.name) {
+            cx.problem(
+                format!("{fplace}.name"),
+                format!("field \"{}\" listed twice", f.name),
+            );
+        }
+        let role = match f.role {
+            RawFieldRole::Model => FieldRole::Model,
+            RawFieldRole::WebSearch => FieldRole::WebSearch,
+            RawFieldRole::Store => {
+                match &endpoint.store {
+                    None => cx.problem(
+                        format!("{fplace}.role"),
+                        "role store but the endpoint has no store rule",
+                    ),
+                    Some(s) if s.field != f.name => cx.problem(
+                        format!("{fplace}.name"),
+                        format!(
+                            "the endpoint's store field is \"{}\", not \"{}\"",
+                            s.field, f.name
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if source != BodySource::Json {
+                    cx.problem(
+                        format!("{fplace}.role"),
+                        "store can only be rewritten in a json body",
+                    );
+                }
+                FieldRole::Store
+            }
+            RawFieldRole::Stateful => match endpoint.stateful_fields.iter().position(|s| s.field == f.name) {
+                Some(idx) => FieldRole::Stateful(idx),
+                None => {
+                    cx.problem(
+                        format!("{fplace}.name"),
+                        format!("\"{}\" is not one of the endpoint's stateful_fields", f.name),
+                    );
+                    FieldRole::Stateful(usize::MAX)
+                }
+            },
+        };
+        if matches!(role, FieldRole::Model | FieldRole::Store) && roles.contains(&role) {
+            cx.problem(
+                format!("{fplace}.role"),
+                "at most one field per operation has this role",
+            );
+        }
+        fields.push(f.name.clone());
+        roles.push(role);
+    }
+    if !o.markers.is_empty() && source != BodySource::Json {
+        cx.problem(
+            format!("{place}.markers"),
+            "markers are only looked for in json bodies",
+        );
+    }
+    let mut specs = Vec::with_capacity(o.markers.len());
+    for (k, name) in o.markers.iter().enumerate() {
+        match markers.get(name.as_str()) {
+            Some(m) if !specs.contains(m) => specs.push(m.clone()),
+            Some(_) => cx.problem(
+                format!("{place}.markers[{k}]"),
+                format!("marker \"{name}\" listed twice"),
+            ),
+            None => {
+                let mut known: Vec<&str> = markers.keys().copied().collect();
+                known.sort_unstable();
+                cx.problem(
+                    format!("{place}.markers[{k}]"),
+                    format!("unknown marker \"{name}\" (known: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+    ok.then(|| Operation {
+        method: o.method.clone(),
+        template: o.path.clone(),
+        endpoint: endpoint_index,
+        stateful: o.stateful,
+        plan: InspectPlan {
+            source,
+            fields,
+            roles,
+            markers: specs,
+        },
+    })
+}
