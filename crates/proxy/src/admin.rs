@@ -44,7 +44,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            shared.metrics.encode(),
+            shared.services.metrics.encode(),
         ),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
     };

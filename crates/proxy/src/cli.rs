@@ -28,6 +28,11 @@ enum Command {
         #[arg(long, env = "RESIDENCY_CONFIG")]
         config: PathBuf,
     },
+    /// Work with the decision audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run the policy on one request offline and print the decision as JSON (exit 3 on deny).
     Explain {
         #[arg(long, env = "RESIDENCY_CONFIG")]
@@ -48,12 +53,30 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log: exit 0 if intact, 1 with the first broken line.
+    Verify { file: PathBuf },
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(&config),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => match crate::audit::verify(&file) {
+            Ok(n) => {
+                println!("{}: ok, {n} record(s), chain intact", file.display());
+                0
+            }
+            Err(e) => {
+                println!("{}: {e}", file.display());
+                1
+            }
+        },
         Command::Explain {
             config,
             project,

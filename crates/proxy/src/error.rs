@@ -10,6 +10,8 @@ use policy::Denial;
 pub enum ProxyError {
     /// The policy refused the request (403).
     Denied(Denial),
+    /// A shared gateway does not know the client's key (401).
+    Unauthorized,
     /// A body that must be inspected is not one valid JSON object (400).
     InvalidJson(String),
     /// A multipart body or query string that must be inspected cannot be read unambiguously (400).
@@ -32,6 +34,7 @@ impl From<&ProxyError> for StatusCode {
     fn from(e: &ProxyError) -> StatusCode {
         match e {
             ProxyError::Denied(_) => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::InvalidJson(_) | ProxyError::InvalidBody(_) | ProxyError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -49,6 +52,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::Denied(_) => "residency_policy_violation",
+            ProxyError::Unauthorized => "invalid_api_key",
             ProxyError::InvalidJson(_) => "invalid_json",
             ProxyError::InvalidBody(_) => "invalid_body",
             ProxyError::BadRequest(_) => "invalid_request",
@@ -73,6 +77,9 @@ impl ProxyError {
     pub fn message(&self) -> String {
         match self {
             ProxyError::Denied(d) => d.message.clone(),
+            ProxyError::Unauthorized => {
+                "This gateway does not accept the API key in the Authorization header.".into()
+            }
             ProxyError::InvalidJson(m) => format!("The request body must be one valid JSON object: {m}."),
             ProxyError::InvalidBody(m) | ProxyError::BadRequest(m) => format!("{m}."),
             ProxyError::TooLarge { limit } => {
@@ -150,6 +157,7 @@ mod tests {
     fn status_mapping_is_pinned() {
         let cases = [
             (denial(), 403, "residency_policy_violation"),
+            (ProxyError::Unauthorized, 401, "invalid_api_key"),
             (ProxyError::InvalidJson("x".into()), 400, "invalid_json"),
             (ProxyError::InvalidBody("x".into()), 400, "invalid_body"),
             (ProxyError::BadRequest("x".into()), 400, "invalid_request"),

@@ -26,6 +26,8 @@ pub struct Matched {
 pub struct EarlyRefusal {
     pub project: Option<usize>,
     pub decision: Decision,
+    /// Set when the refusal is not a policy decision (unknown gateway key: 401).
+    pub error: Option<ProxyError>,
 }
 
 /// The outcome of inspecting a request.
@@ -50,11 +52,17 @@ pub fn early(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Matched, Box<EarlyRefusal>> {
-    let project = select_project(snap, headers).map_err(|decision| {
-        Box::new(EarlyRefusal {
+    let project = select_project(snap, headers).map_err(|r| match r {
+        Ok(decision) => Box::new(EarlyRefusal {
             project: None,
             decision,
-        })
+            error: None,
+        }),
+        Err(e) => Box::new(EarlyRefusal {
+            project: None,
+            decision: Decision::deny(Rule::NoProject, e.message(), None),
+            error: Some(e),
+        }),
     })?;
     let op = snap
         .config
@@ -74,6 +82,7 @@ pub fn early(
             Box::new(EarlyRefusal {
                 project: Some(project),
                 decision: Decision::deny(Rule::UnknownEndpoint, message, None),
+                error: None,
             })
         })?;
     let p = &snap.config.projects.projects[project];
@@ -82,22 +91,25 @@ pub fn early(
             return Err(Box::new(EarlyRefusal {
                 project: Some(project),
                 decision: d,
+                error: None,
             }));
         }
     }
     Ok(Matched { project, op })
 }
 
-fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Decision> {
+/// The selected project, or the refusal: Ok(decision) for a policy refusal (no_project),
+/// Err(error) when a shared gateway does not know the client's key.
+fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Result<Decision, ProxyError>> {
     let ambiguous = |why: &str| {
-        Decision::deny(
+        Ok(Decision::deny(
             Rule::NoProject,
             format!("Project selection is ambiguous: {why}"),
             None,
-        )
+        ))
     };
     let mut key_hash = None;
-    if snap.any_client_keys {
+    if snap.any_client_keys || snap.config.require_client_key {
         let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
         if let Some(value) = auth.next() {
             if auth.next().is_some() {
@@ -108,6 +120,9 @@ fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Decisio
                 .strip_prefix(b"Bearer ")
                 .unwrap_or(value.as_bytes());
             key_hash = Some(<[u8; 32]>::from(Sha256::digest(token)));
+        }
+        if snap.config.require_client_key && !key_hash.is_some_and(|h| snap.client_keys.contains(&h)) {
+            return Err(Err(ProxyError::Unauthorized));
         }
     }
     let mut names: [&str; 4] = [""; 4];
@@ -126,13 +141,13 @@ fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Decisio
         .projects
         .select(key_hash.as_ref(), &names[..n])
         .map_err(|e| match e {
-            SelectError::NoProject => Decision::deny(
+            SelectError::NoProject => Ok(Decision::deny(
                 Rule::NoProject,
                 "No configured project matches this request (no matching client key, no matching \
              OpenAI-Project header, and no default project)."
                     .into(),
                 None,
-            ),
+            )),
             SelectError::Ambiguous(why) => ambiguous(why),
         })
 }

@@ -110,8 +110,12 @@ fn decide(
     let early = evaluate::early(snap, method, uri, headers);
     let (project, op, decision, model, error) = match early {
         Err(refusal) => {
-            let EarlyRefusal { project, decision } = *refusal;
-            (project, None, Some(decision), None, None)
+            let EarlyRefusal {
+                project,
+                decision,
+                error,
+            } = *refusal;
+            (project, None, error.is_none().then_some(decision), None, error)
         }
         Ok(Matched { project, op }) => {
             let ct = headers

@@ -14,6 +14,7 @@
 //!    hop-by-hop headers removed and the `x-residency-*` headers added. Never buffers.
 //! 5. **logging** ([`log_request`]): one line and the metrics, without content or credentials.
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
@@ -40,13 +41,46 @@ struct Outcome<'a> {
     error: Option<&'static str>,
 }
 
+/// What every request shares for the life of the process.
+pub struct Services {
+    pub metrics: Metrics,
+    pub audit: Option<AuditLog>,
+    /// `limits.max_concurrent_requests`: past it, 503 rather than unbounded queueing.
+    pub inflight: tokio::sync::Semaphore,
+}
+
 /// Handles one request on `snap`, the snapshot taken when the request arrived.
-pub async fn handle(snap: Arc<Snapshot>, metrics: &Metrics, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let request_id = request_id(&req);
-    let (res, outcome) = proxy(&snap, metrics, req).await;
-    log_request(&outcome, metrics, started, &request_id);
+    let method = req.method().clone();
+    let (res, outcome) = match services.inflight.try_acquire() {
+        Ok(_permit) => proxy(&snap, &services.metrics, req).await,
+        Err(_) => {
+            let mut out = Outcome::new(&snap);
+            (refuse(&mut out, ProxyError::Overloaded), out)
+        }
+    };
+    log_request(&outcome, &services.metrics, started, &request_id);
+    if let Some(audit) = &services.audit {
+        audit.record(audit_record(&outcome, &method, request_id)).await;
+    }
     res
+}
+
+impl<'a> Outcome<'a> {
+    fn new(snap: &'a Snapshot) -> Outcome<'a> {
+        Outcome {
+            snap,
+            project: None,
+            op: None,
+            decision: None,
+            model: None,
+            status: StatusCode::OK,
+            upstream_status: None,
+            error: None,
+        }
+    }
 }
 
 async fn proxy<'s>(
@@ -54,16 +88,7 @@ async fn proxy<'s>(
     metrics: &Metrics,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome<'s>) {
-    let mut out = Outcome {
-        snap,
-        project: None,
-        op: None,
-        decision: None,
-        model: None,
-        status: StatusCode::OK,
-        upstream_status: None,
-        error: None,
-    };
+    let mut out = Outcome::new(snap);
     // Phase 1: early request.
     if let Err(e) = check_framing(&req) {
         return (refuse(&mut out, e), out);
@@ -71,9 +96,16 @@ async fn proxy<'s>(
     let m = match evaluate::early(snap, req.method(), req.uri(), req.headers()) {
         Ok(m) => m,
         Err(refusal) => {
-            let EarlyRefusal { project, decision } = *refusal;
+            let EarlyRefusal {
+                project,
+                decision,
+                error,
+            } = *refusal;
             out.project = project;
-            return (deny(&mut out, decision), out);
+            return match error {
+                Some(e) => (refuse(&mut out, e), out),
+                None => (deny(&mut out, decision), out),
+            };
         }
     };
     out.project = Some(m.project);
@@ -87,7 +119,7 @@ async fn proxy<'s>(
         None
     };
     let (buffered, streaming) = if evaluate::needs_body(snap, m.op) {
-        match read_body(snap, &parts, body).await {
+        match read_body(snap, &mut parts, body).await {
             Ok(b) => {
                 metrics.bytes_in.inc_by(b.len() as u64);
                 (Some(b), None)
@@ -169,19 +201,36 @@ fn is_websocket_upgrade(h: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
-/// Buffers a body that must be inspected, within the limit.
+/// Buffers a body that must be inspected, within the limit. A gzip or deflate body is
+/// decompressed (the limit applies to the decompressed size) and forwarded decompressed,
+/// so that what is forwarded is exactly what was inspected.
 async fn read_body(
     snap: &Snapshot,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     body: Incoming,
 ) -> Result<Bytes, ProxyError> {
     let limit = snap.config.limits.max_body_bytes;
-    if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING) {
-        if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
-            return Err(ProxyError::UnsupportedEncoding(
-                String::from_utf8_lossy(enc.as_bytes()).into_owned(),
-            ));
-        }
+    let encoding = match parts.headers.get(http::header::CONTENT_ENCODING) {
+        None => Encoding::Identity,
+        Some(v) => match v.as_bytes().to_ascii_lowercase().as_slice() {
+            b"identity" => Encoding::Identity,
+            b"gzip" | b"x-gzip" => Encoding::Gzip,
+            b"deflate" => Encoding::Deflate,
+            other => {
+                return Err(ProxyError::UnsupportedEncoding(
+                    String::from_utf8_lossy(other).into_owned(),
+                ))
+            }
+        },
+    };
+    if parts
+        .headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .count()
+        > 1
+    {
+        return Err(ProxyError::UnsupportedEncoding("more than one encoding".into()));
     }
     let declared = parts
         .headers
@@ -193,11 +242,45 @@ async fn read_body(
         return Err(ProxyError::TooLarge { limit });
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::TooLarge { limit }),
-        Err(_) => Err(ProxyError::BadRequest(
-            "the request body could not be read".into(),
+    let raw = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ProxyError::TooLarge { limit }),
+        Err(_) => {
+            return Err(ProxyError::BadRequest(
+                "the request body could not be read".into(),
+            ))
+        }
+    };
+    match encoding {
+        Encoding::Identity => Ok(raw),
+        Encoding::Gzip | Encoding::Deflate => {
+            let decoded = decompress(&raw, encoding, limit)?;
+            parts.headers.remove(http::header::CONTENT_ENCODING);
+            Ok(decoded)
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+/// Decompresses within `limit` bytes of output (a small bomb cannot grow past it).
+fn decompress(raw: &[u8], encoding: Encoding, limit: u64) -> Result<Bytes, ProxyError> {
+    use std::io::Read;
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        _ => Box::new(flate2::read::ZlibDecoder::new(raw)),
+    };
+    let mut out = Vec::new();
+    match reader.take(limit.saturating_add(1)).read_to_end(&mut out) {
+        Ok(n) if n as u64 > limit => Err(ProxyError::TooLarge { limit }),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(_) => Err(ProxyError::InvalidBody(
+            "the compressed request body is corrupt".into(),
         )),
     }
 }
@@ -365,6 +448,44 @@ fn request_id(req: &Request<Incoming>) -> String {
             static NEXT: AtomicU64 = AtomicU64::new(1);
             format!("rp-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
         })
+}
+
+fn audit_record(out: &Outcome<'_>, method: &http::Method, request_id: String) -> AuditRecord {
+    let snap = out.snap;
+    let project = out.project.map(|i| &snap.config.projects.projects[i]);
+    AuditRecord {
+        request_id,
+        method: method.as_str().to_string(),
+        project: project.map_or_else(|| "-".into(), |p| p.name.clone()),
+        region: project.map_or_else(|| "-".into(), |p| p.region.clone()),
+        endpoint: out.op.map_or_else(
+            || "unknown".into(),
+            |op| snap.config.catalog.operation(op).template.clone(),
+        ),
+        model: catalog_model(out).map(str::to_string),
+        decision: out.decision.as_ref().map_or("error", |d| d.verdict.as_str()),
+        rule: out
+            .decision
+            .as_ref()
+            .map_or_else(String::new, |d| d.rules.header_value()),
+        status: out.status.as_u16(),
+    }
+}
+
+/// The request's model, only when the catalog lists it for the endpoint: a name outside the
+/// catalog is the client's free text, which is never logged.
+fn catalog_model<'a>(out: &'a Outcome<'_>) -> Option<&'a str> {
+    let snap = out.snap;
+    out.model.as_deref().filter(|m| {
+        out.op.is_some_and(|op| {
+            snap.config
+                .catalog
+                .endpoint_of(op)
+                .models
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|x| x == m))
+        })
+    })
 }
 
 /// Phase 5: one log line and the metrics. No content, no credentials.

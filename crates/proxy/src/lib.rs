@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod client;
@@ -18,3 +19,4 @@ pub mod headers;
 pub mod metrics;
 pub mod server;
 pub mod snapshot;
+pub mod tls;

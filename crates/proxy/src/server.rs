@@ -2,8 +2,9 @@
 //! admin endpoints, reload on SIGHUP or config change, drain on SIGTERM/SIGINT.
 
 use crate::admin;
+use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::handler;
+use crate::handler::{self, Services};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use arc_swap::ArcSwap;
@@ -22,7 +23,7 @@ use tokio::sync::{watch, Semaphore};
 /// State shared by every connection for the life of the process.
 pub struct Shared {
     pub snapshot: SharedSnapshot,
-    pub metrics: Metrics,
+    pub services: Services,
     pub ready: AtomicBool,
     pub config_path: Option<PathBuf>,
 }
@@ -33,10 +34,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let admin_listen = config.admin_listen;
     let grace = config.timeouts.shutdown_grace;
     let config_path = config.source.clone();
+    let audit = match &config.audit_path {
+        Some(p) => Some(AuditLog::open(p)?),
+        None => None,
+    };
+    let inflight = tokio::sync::Semaphore::new(config.limits.max_concurrent_requests);
     let snapshot = Snapshot::new(config)?;
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-        metrics: Metrics::new(),
+        services: Services {
+            metrics: Metrics::new(),
+            audit,
+            inflight,
+        },
         ready: AtomicBool::new(false),
         config_path,
     });
@@ -131,24 +141,35 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        shared.metrics.open_connections.inc();
-        let svc_shared = shared.clone();
-        let svc = service_fn(move |req| {
-            let shared = svc_shared.clone();
-            async move {
-                // The snapshot is taken once per request: a reload never changes a request in flight.
-                let snap = shared.snapshot.load_full();
-                Ok::<_, std::convert::Infallible>(handler::handle(snap, &shared.metrics, req).await)
-            }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        let metrics_shared = shared.clone();
+        shared.services.metrics.open_connections.inc();
+        let tls = shared.snapshot.load().tls.clone();
+        let watcher = graceful.watcher();
+        let conn_shared = shared.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
-            metrics_shared.metrics.open_connections.dec();
+            let svc_shared = conn_shared.clone();
+            let svc = service_fn(move |req| {
+                let shared = svc_shared.clone();
+                async move {
+                    // The snapshot is taken once per request: a reload never changes a request in flight.
+                    let snap = shared.snapshot.load_full();
+                    Ok::<_, std::convert::Infallible>(handler::handle(snap, &shared.services, req).await)
+                }
+            });
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head: a silent client cannot hold a slot.
+                    if let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
+            }
+            conn_shared.services.metrics.open_connections.dec();
             drop(permit);
         });
     }
@@ -195,11 +216,12 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
         Ok(snap) => {
             shared.snapshot.store(Arc::new(snap));
             shared
+                .services
                 .metrics
                 .reloads
                 .get_or_create(&ReloadLabels { result: "success" })
                 .inc();
-            shared.metrics.last_reload_ok.set(1);
+            shared.services.metrics.last_reload_ok.set(1);
             tracing::info!(
                 trigger,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -208,11 +230,12 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
         }
         Err(problems) => {
             shared
+                .services
                 .metrics
                 .reloads
                 .get_or_create(&ReloadLabels { result: "failure" })
                 .inc();
-            shared.metrics.last_reload_ok.set(0);
+            shared.services.metrics.last_reload_ok.set(0);
             tracing::error!(trigger, problems = %problems.replace('\n', "; "), "config reload refused; the previous config keeps serving");
         }
     }

@@ -5,27 +5,41 @@
 use crate::client::{self, UpstreamClient};
 use crate::config::Config;
 use arc_swap::ArcSwap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub struct Snapshot {
     pub config: Config,
     /// Whether any project selects by client key: the bearer token is hashed only then.
     pub any_client_keys: bool,
+    /// Every configured client key hash (for `auth.require_client_key`).
+    pub client_keys: HashSet<[u8; 32]>,
     pub client: UpstreamClient,
+    /// TLS for the proxy listener, when configured; reloaded with the config.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
         let client = client::build(&config)?;
-        let any_client_keys = config
+        let client_keys: HashSet<[u8; 32]> = config
             .projects
             .projects
             .iter()
-            .any(|p| !p.api_key_sha256.is_empty());
+            .flat_map(|p| p.api_key_sha256.iter().copied())
+            .collect();
+        let tls = match &config.tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::load_server_config(
+                files,
+            )?)),
+            None => None,
+        };
         Ok(Snapshot {
-            config,
-            any_client_keys,
+            any_client_keys: !client_keys.is_empty(),
+            client_keys,
             client,
+            tls,
+            config,
         })
     }
 }

@@ -31,6 +31,12 @@ pub struct Config {
     /// Parallel to `projects.projects`.
     pub upstreams: Vec<ProjectUpstream>,
     pub upstream_ca_file: Option<PathBuf>,
+    pub connect_proxy: Option<http::Uri>,
+    pub pool_max_idle_per_host: usize,
+    /// Refuse client keys that select no project (shared gateway).
+    pub require_client_key: bool,
+    pub audit_path: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
     /// Where the config came from (None: the embedded default).
     pub source: Option<PathBuf>,
 }
@@ -49,6 +55,13 @@ pub struct Timeouts {
     pub request_header: Duration,
     pub idle: Duration,
     pub shutdown_grace: Duration,
+}
+
+/// Certificate chain and key for TLS on the proxy listener (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Where a project's requests go and what is injected on the way.
@@ -217,6 +230,32 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     };
 
     let base_urls = validate_base_urls(&mut problems, &catalog, &raw.upstream.base_urls);
+    let connect_proxy = raw
+        .upstream
+        .connect_proxy
+        .as_deref()
+        .and_then(|u| match parse_base_url(u) {
+            Ok((scheme, _)) if scheme == http::uri::Scheme::HTTP => u.parse::<http::Uri>().ok(),
+            Ok(_) => {
+                problems.push(format!(
+                    "upstream.connect_proxy: {u:?} must be an http:// proxy address"
+                ));
+                None
+            }
+            Err(why) => {
+                problems.push(format!("upstream.connect_proxy: {u:?} {why}"));
+                None
+            }
+        });
+    let tls = raw.tls.as_ref().map(|t| TlsFiles {
+        cert_file: relative_to(source, &t.cert_file),
+        key_file: relative_to(source, &t.key_file),
+    });
+    if let Some(t) = &tls {
+        if let Err(e) = crate::tls::load_server_config(t) {
+            problems.push(format!("tls: {e}"));
+        }
+    }
     if raw.projects.is_empty() {
         problems.push("projects: at least one [[projects]] entry is required".into());
     }
@@ -257,6 +296,11 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         projects,
         upstreams,
         upstream_ca_file: raw.upstream.ca_file.as_deref().map(|p| relative_to(source, p)),
+        connect_proxy,
+        pool_max_idle_per_host: raw.upstream.pool_max_idle_per_host.unwrap_or(1024),
+        require_client_key: raw.auth.require_client_key,
+        audit_path: raw.audit.path.as_deref().map(|p| relative_to(source, p)),
+        tls,
         source: source.map(Path::to_path_buf),
     })
 }

@@ -21,6 +21,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub audit: RawAudit,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
     pub projects: Vec<RawProject>,
 }
 
@@ -30,6 +35,32 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
+}
+
+/// Shared-gateway authentication.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// true: a client bearer token whose sha256 is in no project's `api_key_sha256` is refused
+    /// (401) before any body is read.
+    #[serde(default)]
+    pub require_client_key: bool,
+}
+
+/// The decision audit log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Append-only JSON-lines file of decisions, hash-chained.
+    pub path: Option<PathBuf>,
+}
+
+/// TLS on the proxy listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +76,10 @@ pub struct RawUpstream {
     pub base_urls: BTreeMap<String, String>,
     /// Extra PEM CA bundle trusted for upstream TLS, in addition to the webpki roots.
     pub ca_file: Option<PathBuf>,
+    /// Outbound HTTP CONNECT proxy for egress-controlled networks, e.g. `http://10.0.0.1:3128`.
+    pub connect_proxy: Option<String>,
+    /// Idle upstream connections kept per host.
+    pub pool_max_idle_per_host: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
