@@ -5,7 +5,6 @@ fn load(text: &str) -> Result<Config, ConfigError> {
 }
 
 const EU: &str = r#"
-listen = "127.0.0.1:0"
 [[projects]]
 name = "eu-prod"
 region = "eu"
