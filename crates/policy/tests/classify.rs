@@ -1,4 +1,5 @@
 //! Method + path → operation; canonical form only.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Every rule of INTERFACE.md, table-driven over the builtin catalog.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 

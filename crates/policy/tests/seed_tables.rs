@@ -3,6 +3,7 @@
 //!
 //! The seed is read from `config/sources/seed-004-your-data.txt`; when the shared seeds are
 //! next to the repository, the copy must be byte-identical to `shared/seeds/004_*.txt`.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

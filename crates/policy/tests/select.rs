@@ -1,4 +1,5 @@
 //! Project selection: key hash, then OpenAI-Project header, then default; fail closed.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -28,10 +29,13 @@ fn set() -> ProjectSet {
     .unwrap()
 }
 
+/// Key, header values, expected index (or an error kind).
+type Case = (Option<[u8; 32]>, Vec<&'static str>, Result<usize, &'static str>);
+
 #[test]
 fn selection_table() {
     let s = set();
-    let cases: Vec<(Option<[u8; 32]>, Vec<&str>, Result<usize, &str>)> = vec![
+    let cases: Vec<Case> = vec![
         // key only
         (Some(key(1)), vec![], Ok(0)),
         (Some(key(3)), vec![], Ok(2)),
