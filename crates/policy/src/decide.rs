@@ -132,16 +132,14 @@ impl Acc {
 /// The longest model name quoted back in a message.
 const MAX_QUOTED: usize = 128;
 
-/// `"name"`, shortened (on a char boundary) when very long.
+/// `"name"`, escaped (no control characters reach logs) and shortened when very long.
 fn quoted(s: &str) -> String {
-    if s.len() <= MAX_QUOTED {
-        return format!("\"{s}\"");
-    }
-    let mut end = MAX_QUOTED;
+    let mut end = s.len().min(MAX_QUOTED);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("\"{}…\"", s.get(..end).unwrap_or(""))
+    let cut = if end < s.len() { "…" } else { "" };
+    format!("\"{}{cut}\"", s.get(..end).unwrap_or("").escape_debug())
 }
 
 fn region_label(project: &Project, region: Option<&Region>) -> String {

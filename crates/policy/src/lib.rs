@@ -21,6 +21,7 @@ pub use catalog::{
     BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec, OpId,
     Operation, Region,
 };
+pub use catalog::{Feature, Source, StatefulField, StoreRule};
 pub use classify::ClassifyError;
 pub use decide::{decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict};
 pub use facts::{Facts, FieldValue};

@@ -806,3 +806,16 @@ fn model_message_is_bounded() {
     );
     assert!(d.denial.unwrap().message.len() < 1000);
 }
+
+#[test]
+fn model_names_are_escaped_in_messages() {
+    let c = catalog();
+    let d = decide(
+        &c,
+        &project("eu", Retention::Zdr),
+        op(&c, "POST", "/v1/embeddings"),
+        &Req::new().model("a\"b\nc"),
+    );
+    let m = d.denial.unwrap().message;
+    assert!(m.contains(r#""a\"b\nc""#) && !m.contains('\n'), "{m}");
+}
