@@ -107,7 +107,16 @@ fn serve(path: Option<PathBuf>) -> i32 {
         }
     };
     init_logging(config.log_format, config.log_level.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = if config.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if config.workers > 1 {
+            b.worker_threads(config.workers);
+        }
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("residency-proxy: cannot start the runtime: {e}");

@@ -310,9 +310,7 @@ fn upstream_request(
     let websocket = is_websocket_upgrade(&parts.headers);
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
-    if let Ok(host) = HeaderValue::from_str(up.authority.as_str()) {
-        h.insert(http::header::HOST, host);
-    }
+    h.insert(http::header::HOST, up.host_header.clone());
     if let Some(auth) = &up.authorization {
         h.insert(http::header::AUTHORIZATION, auth.clone());
     }

@@ -22,6 +22,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// 0: one per available CPU.
+    pub workers: usize,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub log_format: LogFormat,
@@ -71,6 +73,8 @@ pub struct ProjectUpstream {
     pub base_url: String,
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The `Host` sent upstream.
+    pub host_header: http::HeaderValue,
     /// `Authorization: Bearer …` replacing the client's, when a key is configured.
     pub authorization: Option<http::HeaderValue>,
     /// `OpenAI-Project` sent upstream, when configured.
@@ -288,6 +292,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     Ok(Config {
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         admin_listen,
+        workers: raw.workers.unwrap_or(0),
         limits,
         timeouts,
         log_format: raw.log.format.unwrap_or_default(),
@@ -444,6 +449,7 @@ fn validate_project(
     };
     let upstream = ProjectUpstream {
         base_url: format!("{scheme}://{authority}"),
+        host_header: http::HeaderValue::from_str(authority.as_str()).ok()?,
         scheme,
         authority,
         authorization,

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub struct RawConfig {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// Runtime worker threads; 0 or absent: one per CPU the process may run on. 1 runs a
+    /// single-threaded runtime (lowest overhead when the proxy is pinned to one core).
+    pub workers: Option<usize>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
