@@ -246,7 +246,7 @@ text = open(toml_path).read()
 cfg = tomllib.loads(text)
 
 # Keys of the config file (shared/INTERFACE.md plus the proxy's optional sections).
-TOP = {"listen", "admin_listen", "limits", "catalog", "upstream", "timeouts", "log", "projects"}
+TOP = {"listen", "admin_listen", "workers", "limits", "catalog", "upstream", "timeouts", "log", "projects"}
 PROJECT = {"name", "region", "retention", "store", "mode", "default", "openai_project",
            "api_key_sha256", "upstream_api_key_env", "upstream_api_key_file", "aliases",
            "image_inputs", "hipaa"}
