@@ -156,6 +156,21 @@ pub struct Operation {
     /// refused under ZDR even when its endpoint is ZDR-eligible.
     pub stateful: bool,
     pub plan: InspectPlan,
+    /// When the upload can be a batch input file, how to find and read its lines.
+    pub batch_input: Option<BatchInput>,
+}
+
+/// A multipart upload that is a batch input when `purpose_field` is `purpose_value`: each line
+/// of the `file_field` part is a JSON object naming a request (`method_field`, `url_field`)
+/// whose body (`body_field`) is checked like a request of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchInput {
+    pub purpose_field: String,
+    pub purpose_value: String,
+    pub file_field: String,
+    pub method_field: String,
+    pub url_field: String,
+    pub body_field: String,
 }
 
 /// A source the catalog was built from.

@@ -18,8 +18,8 @@ pub mod project;
 pub mod rule;
 
 pub use catalog::{
-    BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec, OpId,
-    Operation, Region,
+    BatchInput, BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec,
+    OpId, Operation, Region,
 };
 pub use catalog::{Feature, Source, StatefulField, StoreRule};
 pub use classify::ClassifyError;

@@ -12,6 +12,9 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// The error type of every body here.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
@@ -20,6 +23,8 @@ pub enum ProxyBody {
         remaining: u64,
     },
     Incoming(Incoming),
+    /// An upload watched as a possible batch input (see `crate::batch`).
+    Batch(Box<crate::batch::BatchGuard<Incoming>>),
 }
 
 impl ProxyBody {
@@ -43,12 +48,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -59,7 +64,8 @@ impl Body for ProxyBody {
                 }
                 None => Poll::Ready(None),
             },
-            ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Batch(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -69,6 +75,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Chunks { remaining, chunks } => *remaining == 0 && chunks.len() == 0,
             ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Batch(_) => false,
         }
     }
 
@@ -78,6 +85,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Chunks { remaining, .. } => SizeHint::with_exact(*remaining),
             ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Batch(b) => b.size_hint(),
         }
     }
 }

@@ -397,6 +397,100 @@ fn replace_query_param(query: &str, name: &str, value: &str) -> Result<String, P
     }
 }
 
+/// One line of a batch input file, checked as the request it names: the same early checks and
+/// inspection as a request of its own, with the project of the upload. A line that would need
+/// a rewrite is refused: the file streams through and is not edited.
+pub fn batch_line(
+    snap: &Snapshot,
+    project: usize,
+    spec: &policy::BatchInput,
+    line: &[u8],
+) -> Result<(), crate::batch::Refusal> {
+    use crate::batch::Refusal;
+    let fields = [
+        spec.method_field.as_str(),
+        spec.url_field.as_str(),
+        spec.body_field.as_str(),
+    ];
+    let scan = inspect::scan_json(
+        line,
+        &inspect::JsonSpec {
+            fields: &fields,
+            markers: &[],
+        },
+    )
+    .map_err(|e| Refusal::unreadable(format!("not a JSON object ({e})")))?;
+    let text = |i: usize| match scan.field(i).map(|f| &f.value) {
+        Some(inspect::Value::String(s)) => Ok(s.as_ref()),
+        _ => Err(Refusal::unreadable(format!("{:?} must be a string", fields[i]))),
+    };
+    let (method, url) = (text(0)?, text(1)?);
+    let body = match scan.field(2) {
+        Some(f) if f.value == inspect::Value::Object => Bytes::copy_from_slice(&line[f.value_span.clone()]),
+        _ => {
+            return Err(Refusal::unreadable(format!(
+                "{:?} must be a JSON object",
+                fields[2]
+            )))
+        }
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Refusal::unreadable(format!("{:?} is not a request path", fields[1])))?;
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return Err(Refusal::unreadable(format!(
+            "{:?} must be a path, not a URL",
+            fields[1]
+        )));
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refusal::unreadable("invalid method"))?;
+    let deny = |d: Decision| {
+        let rule = d.denial.as_ref().map(|x| x.rule);
+        Refusal {
+            rule,
+            message: d.denial.map_or_else(|| "refused".into(), |x| x.message),
+        }
+    };
+    let op = snap
+        .config
+        .catalog
+        .classify(method.as_str(), uri.path())
+        .map_err(|_| Refusal {
+            rule: Some(Rule::UnknownEndpoint),
+            message: format!("{method} {} is not an endpoint residency-proxy knows", uri.path()),
+        })?;
+    let p = &snap.config.projects.projects[project];
+    if let Some(d) = policy::precheck(&snap.config.catalog, p, op) {
+        if d.verdict == Verdict::Deny {
+            return Err(deny(d));
+        }
+    }
+    let m = Matched { project, op };
+    let needs = needs_body(snap, m.op);
+    let inspected =
+        inspect(snap, m, &uri, Some("application/json"), needs.then_some(&body)).map_err(|e| match e {
+            ProxyError::Denied(d) => Refusal {
+                rule: Some(d.rule),
+                message: d.message,
+            },
+            other => Refusal::unreadable(other.message()),
+        })?;
+    match inspected.decision.verdict {
+        Verdict::Deny => Err(deny(inspected.decision)),
+        _ if !inspected.decision.rewrites.is_empty() => Err(Refusal {
+            rule: inspected
+                .decision
+                .rules
+                .iter()
+                .find(|r| matches!(r, Rule::Store | Rule::Alias)),
+            message: "the request would need a rewrite (store or model alias) that cannot be made inside a \
+                      batch file; set it explicitly in the line"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //! 5. **logging** ([`log_request`]): one line and the metrics, without content or credentials.
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::batch;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
@@ -84,7 +85,7 @@ impl<'a> Outcome<'a> {
 }
 
 async fn proxy<'s>(
-    snap: &'s Snapshot,
+    snap: &'s Arc<Snapshot>,
     metrics: &Metrics,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome<'s>) {
@@ -142,6 +143,19 @@ async fn proxy<'s>(
         return (deny(&mut out, inspected.decision), out);
     }
 
+    // A possible batch input streams through watched, line by line.
+    let mut batch_verdict = None;
+    let streaming = match (streaming, &snap.config.catalog.operation(m.op).batch_input) {
+        (Some(incoming), Some(spec)) => match watch_batch(snap, m, &parts, incoming, spec) {
+            Ok((body, verdict)) => {
+                batch_verdict = Some(verdict);
+                Some(body)
+            }
+            Err(e) => return (refuse(&mut out, e), out),
+        },
+        (s, _) => s.map(ProxyBody::Incoming),
+    };
+
     // Phase 3: upstream request.
     let fwd = match upstream_request(snap, m, parts, &inspected, buffered, streaming) {
         Ok(r) => r,
@@ -159,6 +173,11 @@ async fn proxy<'s>(
         .get_or_create(&RegionLabels { region })
         .observe(sent.elapsed().as_secs_f64());
     out.decision = Some(inspected.decision);
+    if let Some(refusal) = batch_verdict.and_then(|v| v.lock().ok().and_then(|mut r| r.take())) {
+        if let Some(r) = batch_refusal(&mut out, refusal) {
+            return (r, out);
+        }
+    }
     let upstream = match result {
         Err(_) => return (refuse(&mut out, ProxyError::UpstreamTimeout), out),
         Ok(Err(e)) => return (refuse(&mut out, upstream_error(&e)), out),
@@ -292,7 +311,7 @@ fn upstream_request(
     mut parts: http::request::Parts,
     inspected: &Inspected,
     buffered: Option<Bytes>,
-    streaming: Option<Incoming>,
+    streaming: Option<ProxyBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let up = &snap.config.upstreams[m.project];
     let path = parts.uri.path();
@@ -332,12 +351,63 @@ fn upstream_request(
             }
             body
         }
-        (None, Some(incoming)) => ProxyBody::Incoming(incoming),
+        (None, Some(body)) => body,
         (None, None) => ProxyBody::Empty,
     };
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// Wraps an upload that may be a batch input in its guard (see `crate::batch`).
+fn watch_batch(
+    snap: &Arc<Snapshot>,
+    m: Matched,
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    spec: &policy::BatchInput,
+) -> Result<(ProxyBody, batch::Verdict), ProxyError> {
+    let ct = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = inspect::boundary_from_content_type(ct)
+        .map_err(|e| ProxyError::InvalidBody(format!("this upload must be multipart/form-data: {e}")))?;
+    let line_snap = snap.clone();
+    let line_spec = spec.clone();
+    let check: batch::LineCheck =
+        Box::new(move |line| evaluate::batch_line(&line_snap, m.project, &line_spec, line));
+    let limits = batch::BatchSpec {
+        purpose_field: spec.purpose_field.clone(),
+        purpose_value: spec.purpose_value.clone(),
+        file_field: spec.file_field.clone(),
+        max_line: usize::try_from(snap.config.limits.max_body_bytes).unwrap_or(usize::MAX),
+    };
+    let checker = batch::BatchChecker::new(limits, boundary, check);
+    let verdict = batch::Verdict::default();
+    let report = snap.config.projects.projects[m.project].mode == policy::Mode::Report;
+    let guard = batch::BatchGuard::new(incoming, checker, verdict.clone(), report);
+    Ok((ProxyBody::Batch(Box::new(guard)), verdict))
+}
+
+/// A refused batch input: 403 for a policy rule, 400 for an unreadable upload; in report mode
+/// the upload went through and the decision is marked instead.
+fn batch_refusal(out: &mut Outcome<'_>, r: batch::Refusal) -> Option<Response<ProxyBody>> {
+    let report = out
+        .project
+        .is_some_and(|i| out.snap.config.projects.projects[i].mode == policy::Mode::Report);
+    if report {
+        if let (Some(d), Some(rule)) = (out.decision.as_mut(), r.rule) {
+            d.verdict = Verdict::ReportDeny;
+            d.rules.insert(rule);
+        }
+        return None;
+    }
+    Some(match r.rule {
+        Some(rule) => deny(out, Decision::deny(rule, r.message, Some("file".into()))),
+        None => refuse(out, ProxyError::InvalidBody(r.message)),
+    })
 }
 
 fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {

@@ -232,8 +232,24 @@ pub struct RawOperation {
     /// Names of `markers`.
     #[serde(default)]
     pub markers: Vec<String>,
+    /// An upload that can be a batch input file whose lines are requests (e.g. `POST /v1/files`
+    /// with `purpose=batch`).
+    pub batch_input: Option<RawBatchInput>,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// Which multipart parts of an upload make it a batch input, and which part holds the lines.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatchInput {
+    pub purpose_field: String,
+    pub purpose_value: String,
+    pub file_field: String,
+    /// Where each line names its request: the method, the path and the body's members.
+    pub method_field: String,
+    pub url_field: String,
+    pub body_field: String,
 }
 
 fn no_source() -> RawBodySource {

@@ -555,5 +555,13 @@ fn operation_of(
             roles,
             markers: specs,
         },
+        batch_input: o.batch_input.as_ref().map(|b| crate::catalog::BatchInput {
+            purpose_field: b.purpose_field.clone(),
+            purpose_value: b.purpose_value.clone(),
+            file_field: b.file_field.clone(),
+            method_field: b.method_field.clone(),
+            url_field: b.url_field.clone(),
+            body_field: b.body_field.clone(),
+        }),
     })
 }

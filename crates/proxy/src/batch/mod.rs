@@ -1,0 +1,423 @@
+//! Batch inputs: a JSONL file uploaded with `purpose=batch` is a list of requests OpenAI will
+//! run later, so each line is checked against the project's policy like a request of its own.
+//! A batch must not become a way around the rules.
+//!
+//! The upload streams through (it can be hundreds of MiB): [`BatchGuard`] watches it with a
+//! push parser, checks lines as they pass, and holds back the body's final chunk until the
+//! verdict. A refused upload never completes upstream (its closing boundary is never sent and
+//! the upstream request is aborted), so no file is created, and the client gets a 403 that
+//! names the first bad line.
+
+pub mod multipart_stream;
+
+use crate::body::BoxError;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use multipart_stream::{Event, MultipartStream};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// Which parts of the upload matter (from the catalog).
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    pub purpose_field: String,
+    pub purpose_value: String,
+    pub file_field: String,
+    /// Longest line checked; longer lines are refused (in a batch upload).
+    pub max_line: usize,
+}
+
+/// Why an upload is refused: the policy rule a line broke, or None when the upload itself
+/// cannot be read (malformed multipart, a line that is not a request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: Option<policy::Rule>,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn unreadable(message: impl Into<String>) -> Refusal {
+        Refusal {
+            rule: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks one line of a batch file; the refusal names what is wrong (without content).
+pub type LineCheck = Box<dyn FnMut(&[u8]) -> Result<(), Refusal> + Send>;
+
+/// Follows the multipart upload and decides whether it is an acceptable batch.
+pub struct BatchChecker {
+    spec: BatchSpec,
+    parser: MultipartStream,
+    check: LineCheck,
+    current: Option<Current>,
+    purpose: Option<String>,
+    purpose_parts: usize,
+    file_parts: usize,
+    line: BytesMut,
+    line_no: usize,
+    /// The first problem with the file as a batch (line number and why).
+    first_bad: Option<Refusal>,
+    /// A structural problem: refused whatever the purpose.
+    malformed: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Current {
+    Purpose,
+    File,
+    Other,
+}
+
+impl BatchChecker {
+    pub fn new(spec: BatchSpec, boundary: &str, check: LineCheck) -> BatchChecker {
+        BatchChecker {
+            parser: MultipartStream::new(boundary),
+            spec,
+            check,
+            current: None,
+            purpose: None,
+            purpose_parts: 0,
+            file_parts: 0,
+            line: BytesMut::new(),
+            line_no: 0,
+            first_bad: None,
+            malformed: None,
+        }
+    }
+
+    fn is_batch_known(&self) -> Option<bool> {
+        self.purpose.as_deref().map(|p| p == self.spec.purpose_value)
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.malformed.is_some() {
+            return;
+        }
+        let mut events = Vec::new();
+        let result = self.parser.push(chunk, &mut |e| {
+            events.push(match e {
+                Event::Part { name, .. } => Owned::Part(name),
+                Event::Data(d) => Owned::Data(Bytes::copy_from_slice(d)),
+                Event::PartEnd => Owned::End,
+            })
+        });
+        for e in events {
+            self.on_event(e);
+        }
+        if let Err(e) = result {
+            self.malformed = Some(e);
+        }
+    }
+
+    fn on_event(&mut self, e: Owned) {
+        match e {
+            Owned::Part(name) => {
+                self.current = Some(if name == self.spec.purpose_field {
+                    self.purpose_parts += 1;
+                    Current::Purpose
+                } else if name == self.spec.file_field {
+                    self.file_parts += 1;
+                    Current::File
+                } else {
+                    Current::Other
+                });
+                if self.purpose_parts > 1 || self.file_parts > 1 {
+                    self.malformed = Some(format!(
+                        "the upload has more than one {:?} or {:?} part",
+                        self.spec.purpose_field, self.spec.file_field
+                    ));
+                }
+            }
+            Owned::Data(d) => match self.current {
+                Some(Current::Purpose) => {
+                    let p = self.purpose.get_or_insert_with(String::new);
+                    if p.len() + d.len() <= 256 {
+                        p.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Some(Current::File) => self.file_data(&d),
+                _ => {}
+            },
+            Owned::End => {
+                if self.current == Some(Current::File) && !self.line.is_empty() {
+                    let line = std::mem::take(&mut self.line);
+                    self.check_line(&line);
+                }
+                self.current = None;
+            }
+        }
+    }
+
+    fn file_data(&mut self, mut d: &[u8]) {
+        // Once the upload is known not to be a batch, its lines do not matter.
+        if self.is_batch_known() == Some(false) || self.first_bad.is_some() {
+            return;
+        }
+        while let Some(i) = memchr::memchr(b'\n', d) {
+            if self.line.is_empty() {
+                self.check_line(&d[..i]);
+            } else {
+                self.line.extend_from_slice(&d[..i]);
+                let line = std::mem::take(&mut self.line);
+                self.check_line(&line);
+            }
+            d = &d[i + 1..];
+            if self.first_bad.is_some() {
+                return;
+            }
+        }
+        if self.line.len() + d.len() > self.spec.max_line {
+            self.line_no += 1;
+            self.first_bad = Some(Refusal::unreadable(format!(
+                "line {} is longer than {} bytes",
+                self.line_no, self.spec.max_line
+            )));
+            self.line.clear();
+            return;
+        }
+        self.line.extend_from_slice(d);
+    }
+
+    fn check_line(&mut self, line: &[u8]) {
+        self.line_no += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) || self.first_bad.is_some() {
+            return;
+        }
+        if let Err(why) = (self.check)(line) {
+            self.first_bad = Some(Refusal {
+                rule: why.rule,
+                message: format!("line {}: {}", self.line_no, why.message),
+            });
+        }
+    }
+
+    /// The verdict once the whole body has been seen: Err(why) refuses the upload.
+    pub fn finish(&mut self) -> Result<(), Refusal> {
+        if let Some(m) = &self.malformed {
+            return Err(Refusal::unreadable(m.clone()));
+        }
+        self.parser.finish().map_err(Refusal::unreadable)?;
+        match (self.is_batch_known(), self.first_bad.take()) {
+            (Some(true), Some(bad)) => Err(Refusal {
+                rule: bad.rule,
+                message: format!("The batch input file is refused: {}", bad.message),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+enum Owned {
+    Part(String),
+    Data(Bytes),
+    End,
+}
+
+/// Where the guard leaves its refusal for the handler.
+pub type Verdict = Arc<Mutex<Option<Refusal>>>;
+
+/// The upload as it is forwarded: every chunk passes on as it arrives, except the last, which
+/// waits for the verdict.
+pub struct BatchGuard<B> {
+    inner: B,
+    checker: BatchChecker,
+    held: Option<Bytes>,
+    verdict: Verdict,
+    finished: bool,
+    /// Report mode: a refusal is recorded but the upload completes.
+    report_only: bool,
+}
+
+impl<B> BatchGuard<B> {
+    pub fn new(inner: B, checker: BatchChecker, verdict: Verdict, report_only: bool) -> BatchGuard<B> {
+        BatchGuard {
+            inner,
+            checker,
+            held: None,
+            verdict,
+            finished: false,
+            report_only,
+        }
+    }
+}
+
+/// The error that aborts the upstream request of a refused batch.
+#[derive(Debug)]
+pub struct BatchRefused;
+
+impl std::fmt::Display for BatchRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch input refused by policy")
+    }
+}
+
+impl std::error::Error for BatchRefused {}
+
+impl<B> Body for BatchGuard<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if this.finished {
+                return Poll::Ready(this.held.take().map(|b| Ok(Frame::data(b))));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    this.checker.push(&data);
+                    if let Some(prev) = this.held.replace(data) {
+                        return Poll::Ready(Some(Ok(Frame::data(prev))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    if let Err(why) = this.checker.finish() {
+                        if let Ok(mut v) = this.verdict.lock() {
+                            *v = Some(why);
+                        }
+                        if !this.report_only {
+                            this.held = None;
+                            return Poll::Ready(Some(Err(Box::new(BatchRefused))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> BatchSpec {
+        BatchSpec {
+            purpose_field: "purpose".into(),
+            purpose_value: "batch".into(),
+            file_field: "file".into(),
+            max_line: 1024,
+        }
+    }
+
+    /// A line is bad when it mentions "bad".
+    fn checker() -> BatchChecker {
+        BatchChecker::new(
+            spec(),
+            "B",
+            Box::new(|l: &[u8]| {
+                if memchr::memmem::find(l, b"bad").is_some() {
+                    Err(Refusal {
+                        rule: Some(policy::Rule::ModelNotEligible),
+                        message: "bad model".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }),
+        )
+    }
+
+    fn upload(purpose: &str, lines: &str, purpose_first: bool) -> Vec<u8> {
+        let p = format!("--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n");
+        let f = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{lines}\r\n"
+        );
+        let body = if purpose_first {
+            format!("{p}{f}--B--\r\n")
+        } else {
+            format!("{f}{p}--B--\r\n")
+        };
+        body.into_bytes()
+    }
+
+    fn verdict(body: &[u8], chunk: usize) -> Result<(), String> {
+        let mut c = checker();
+        for part in body.chunks(chunk) {
+            c.push(part);
+        }
+        c.finish().map_err(|r| r.message)
+    }
+
+    #[test]
+    fn the_first_bad_line_is_named_whatever_the_order_and_chunking() {
+        let lines = "{\"ok\":1}\n{\"ok\":2}\n{\"bad\":3}\n{\"bad\":4}";
+        for purpose_first in [true, false] {
+            for chunk in [1, 3, 7, 64, 4096] {
+                let e = verdict(&upload("batch", lines, purpose_first), chunk).unwrap_err();
+                assert!(e.contains("line 3: bad model"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_purposes_and_good_batches_pass() {
+        assert!(verdict(&upload("fine-tune", "{\"bad\":1}", true), 5).is_ok());
+        assert!(verdict(&upload("fine-tune", "{\"bad\":1}", false), 5).is_ok());
+        assert!(verdict(&upload("batch", "{\"ok\":1}\r\n{\"ok\":2}\r\n", false), 5).is_ok());
+    }
+
+    #[test]
+    fn repeated_parts_and_long_lines_are_refused() {
+        let mut twice = upload("batch", "{\"ok\":1}", true);
+        let extra = b"--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nuser_data\r\n".to_vec();
+        twice.splice(0..0, extra);
+        assert!(verdict(&twice, 9).unwrap_err().contains("more than one"));
+        let long = "x".repeat(2000);
+        assert!(verdict(&upload("batch", &long, true), 100)
+            .unwrap_err()
+            .contains("longer than"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_never_sends_its_last_chunk() {
+        use http_body_util::BodyExt;
+        let body = upload("batch", "{\"ok\":1}\n{\"bad\":2}", true);
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
+            .chunks(10)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let verdict: Verdict = Arc::default();
+        let mut guard = BatchGuard::new(inner, checker(), verdict.clone(), false);
+        let mut sent = Vec::new();
+        let mut failed = false;
+        while let Some(frame) = guard.frame().await {
+            match frame {
+                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed);
+        assert!(sent.len() < body.len() && body.starts_with(&sent));
+        assert!(!sent.ends_with(b"--B--\r\n"));
+        let refusal = verdict.lock().unwrap().clone().unwrap();
+        assert!(refusal.message.contains("line 2"), "{refusal:?}");
+        assert_eq!(refusal.rule, Some(policy::Rule::ModelNotEligible));
+    }
+}

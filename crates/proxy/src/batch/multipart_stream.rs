@@ -1,0 +1,255 @@
+//! A push parser for multipart/form-data that never holds more than a chunk: for uploads
+//! that stream through the proxy (files, batch inputs) while being watched.
+//!
+//! It is as strict as `inspect::scan_multipart` about names (exactly one quoted `name`), so
+//! a part it reports as `purpose` is the part the upstream reads as `purpose`.
+
+use memchr::memmem;
+
+/// What the parser found, in body order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Part { name: String, filename: Option<String> },
+    Data(&'a [u8]),
+    PartEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the first delimiter.
+    Preamble,
+    /// Just after a delimiter: `\r\n` (a part follows) or `--` (the end).
+    AfterDelimiter,
+    Headers,
+    Body,
+    Done,
+}
+
+/// Largest header block accepted for one part.
+const MAX_HEADERS: usize = 16 * 1024;
+
+pub struct MultipartStream {
+    /// `\r\n--boundary`: what ends a part's body.
+    delimiter: Vec<u8>,
+    state: State,
+    /// Unprocessed bytes carried between pushes (a possible partial delimiter, or headers).
+    carry: Vec<u8>,
+}
+
+impl MultipartStream {
+    pub fn new(boundary: &str) -> MultipartStream {
+        let mut delimiter = b"\r\n--".to_vec();
+        delimiter.extend_from_slice(boundary.as_bytes());
+        // The first delimiter may start the body without the leading CRLF: pretend it was there.
+        MultipartStream {
+            delimiter,
+            state: State::Preamble,
+            carry: b"\r\n".to_vec(),
+        }
+    }
+
+    /// Feeds the next chunk; `sink` receives the events it completes.
+    pub fn push(&mut self, chunk: &[u8], sink: &mut impl FnMut(Event<'_>)) -> Result<(), String> {
+        self.carry.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.carry);
+        let used = self.process(&buf, sink)?;
+        self.carry = buf;
+        self.carry.drain(..used);
+        Ok(())
+    }
+
+    /// The body ended: it must have ended with the closing delimiter.
+    pub fn finish(&self) -> Result<(), String> {
+        if self.state == State::Done {
+            Ok(())
+        } else {
+            Err("the multipart body ends before its closing boundary".into())
+        }
+    }
+
+    /// Processes as much of `buf` as can be decided; returns how many bytes were used.
+    fn process(&mut self, buf: &[u8], sink: &mut impl FnMut(Event<'_>)) -> Result<usize, String> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Done => return Ok(buf.len()),
+                State::Preamble => match memmem::find(&buf[pos..], &self.delimiter) {
+                    Some(i) => {
+                        pos += i + self.delimiter.len();
+                        self.state = State::AfterDelimiter;
+                    }
+                    None => return Ok(buf.len().saturating_sub(self.delimiter.len() - 1).max(pos)),
+                },
+                State::AfterDelimiter => {
+                    let rest = &buf[pos..];
+                    if rest.len() < 2 {
+                        return Ok(pos);
+                    }
+                    if rest.starts_with(b"--") {
+                        self.state = State::Done;
+                        return Ok(buf.len());
+                    }
+                    // Transport padding (spaces, tabs) may precede the CRLF (RFC 2046).
+                    let ws = rest.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+                    if rest.len() < ws + 2 {
+                        return Ok(pos);
+                    }
+                    if &rest[ws..ws + 2] != b"\r\n" {
+                        return Err("a multipart boundary is followed by garbage".into());
+                    }
+                    pos += ws + 2;
+                    self.state = State::Headers;
+                }
+                State::Headers => match memmem::find(&buf[pos..], b"\r\n\r\n") {
+                    Some(i) => {
+                        let (name, filename) = parse_headers(&buf[pos..pos + i])?;
+                        sink(Event::Part { name, filename });
+                        pos += i + 4;
+                        self.state = State::Body;
+                    }
+                    None if buf.len() - pos > MAX_HEADERS => {
+                        return Err("multipart part headers are too large".into())
+                    }
+                    None => return Ok(pos),
+                },
+                State::Body => match memmem::find(&buf[pos..], &self.delimiter) {
+                    Some(i) => {
+                        if i > 0 {
+                            sink(Event::Data(&buf[pos..pos + i]));
+                        }
+                        sink(Event::PartEnd);
+                        pos += i + self.delimiter.len();
+                        self.state = State::AfterDelimiter;
+                    }
+                    None => {
+                        // Keep what could be the start of a delimiter split across chunks.
+                        let safe = (buf.len() - pos).saturating_sub(self.delimiter.len() - 1);
+                        if safe > 0 {
+                            sink(Event::Data(&buf[pos..pos + safe]));
+                        }
+                        return Ok(pos + safe);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The part's field name and file name, strictly: exactly one `Content-Disposition:
+/// form-data` with exactly one quoted `name`.
+fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
+    let text = std::str::from_utf8(block).map_err(|_| "multipart part headers are not UTF-8".to_string())?;
+    let mut disposition = None;
+    for line in text.split("\r\n") {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or("a multipart part header has no colon")?;
+        if name.trim().eq_ignore_ascii_case("content-disposition")
+            && disposition.replace(value.trim()).is_some()
+        {
+            return Err("a multipart part has two Content-Disposition headers".into());
+        }
+    }
+    let disposition = disposition.ok_or("a multipart part has no Content-Disposition")?;
+    let mut params = disposition.split(';');
+    if !params
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("form-data"))
+    {
+        return Err("a multipart part is not form-data".into());
+    }
+    let (mut name, mut filename) = (None, None);
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or("a Content-Disposition parameter has no value")?;
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim();
+        let quoted = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .filter(|v| !v.contains(['"', '\\']) && !v.chars().any(char::is_control));
+        match k.as_str() {
+            "name" => {
+                let q = quoted.ok_or("a multipart field name is not a plain quoted string")?;
+                if name.replace(q.to_string()).is_some() {
+                    return Err("a multipart part names its field twice".into());
+                }
+            }
+            "filename" if filename.replace(quoted.unwrap_or(v).to_string()).is_some() => {
+                return Err("a multipart part has two file names".into());
+            }
+            k if k.ends_with('*') => {
+                return Err("extended (name*=) multipart parameters are not accepted".into())
+            }
+            _ => {}
+        }
+    }
+    Ok((name.ok_or("a multipart part has no field name")?, filename))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(body: &[u8], boundary: &str, chunk: usize) -> Result<Vec<String>, String> {
+        let mut p = MultipartStream::new(boundary);
+        let mut out: Vec<String> = Vec::new();
+        for c in body.chunks(chunk.max(1)) {
+            p.push(c, &mut |e| match e {
+                Event::Part { name, filename } => out.push(format!("part {name} {filename:?}")),
+                Event::Data(d) => {
+                    if let Some(last) = out.last_mut().filter(|l| l.starts_with("data ")) {
+                        last.push_str(&String::from_utf8_lossy(d));
+                    } else {
+                        out.push(format!("data {}", String::from_utf8_lossy(d)));
+                    }
+                }
+                Event::PartEnd => out.push("end".into()),
+            })?;
+        }
+        p.finish()?;
+        Ok(out)
+    }
+
+    const BODY: &[u8] = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{\"a\":1}\n{\"b\":2}\n\r\n--XyZ--\r\nepilogue";
+
+    #[test]
+    fn every_chunking_gives_the_same_events() {
+        let whole = events(BODY, "XyZ", BODY.len()).unwrap();
+        assert_eq!(
+            whole,
+            vec![
+                "part purpose None",
+                "data batch",
+                "end",
+                "part file Some(\"a.jsonl\")",
+                "data {\"a\":1}\n{\"b\":2}\n",
+                "end"
+            ]
+        );
+        for n in 1..BODY.len() {
+            assert_eq!(events(BODY, "XyZ", n).unwrap(), whole, "chunk size {n}");
+        }
+    }
+
+    #[test]
+    fn a_body_without_the_closing_boundary_is_refused() {
+        let cut = &BODY[..BODY.len() - 20];
+        assert!(events(cut, "XyZ", 7).is_err());
+    }
+
+    #[test]
+    fn ambiguous_names_are_refused() {
+        for cd in [
+            "form-data; name=purpose",
+            "form-data; name=\"a\"; name=\"b\"",
+            "form-data; name*=utf-8''purpose",
+            "form-data; name=\"pur\\\"pose\"",
+            "attachment; name=\"purpose\"",
+        ] {
+            let body = format!("--B\r\nContent-Disposition: {cd}\r\n\r\nx\r\n--B--\r\n");
+            assert!(events(body.as_bytes(), "B", 3).is_err(), "{cd}");
+        }
+    }
+}
