@@ -50,7 +50,7 @@ pub fn build(config: &Config) -> Result<UpstreamClient, String> {
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(config.timeouts.idle)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .build(https))
 }
