@@ -110,17 +110,16 @@ impl ProxyError {
         )
     }
 
-    /// The OpenAI-shaped JSON body.
+    /// The OpenAI-shaped JSON body, keys in OpenAI's order: message, type, param, code.
     pub fn body_json(&self) -> String {
-        let body = serde_json::json!({
-            "error": {
-                "message": self.message(),
-                "type": self.error_type(),
-                "param": self.param(),
-                "code": self.code(),
-            }
-        });
-        body.to_string()
+        let s = |v: &str| serde_json::Value::from(v).to_string();
+        format!(
+            "{{\"error\":{{\"message\":{},\"type\":{},\"param\":{},\"code\":{}}}}}",
+            s(&self.message()),
+            s(self.error_type()),
+            self.param().map_or_else(|| "null".to_string(), s),
+            s(self.code()),
+        )
     }
 
     /// The full response (the `x-residency-*` headers are added by the caller).
@@ -183,6 +182,12 @@ mod tests {
             assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
             assert_eq!(v["error"].as_object().map(|o| o.len()), Some(4));
         }
+    }
+
+    #[test]
+    fn body_keys_are_in_openai_order() {
+        let body = denial().body_json();
+        assert!(body.starts_with("{\"error\":{\"message\":\"no\",\"type\":\"invalid_request_error\",\"param\":\"store\",\"code\":"), "{body}");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Matched {
 #[derive(Debug)]
 pub struct EarlyRefusal {
     pub project: Option<usize>,
+    /// The operation, when the path was classified.
+    pub op: Option<OpId>,
     pub decision: Decision,
     /// Set when the refusal is not a policy decision (unknown gateway key: 401).
     pub error: Option<ProxyError>,
@@ -55,11 +57,13 @@ pub fn early(
     let project = select_project(snap, headers).map_err(|r| match r {
         Ok(decision) => Box::new(EarlyRefusal {
             project: None,
+            op: None,
             decision,
             error: None,
         }),
         Err(e) => Box::new(EarlyRefusal {
             project: None,
+            op: None,
             decision: Decision::deny(Rule::NoProject, e.message(), None),
             error: Some(e),
         }),
@@ -81,6 +85,7 @@ pub fn early(
             };
             Box::new(EarlyRefusal {
                 project: Some(project),
+                op: None,
                 decision: Decision::deny(Rule::UnknownEndpoint, message, None),
                 error: None,
             })
@@ -90,6 +95,7 @@ pub fn early(
         if d.verdict == Verdict::Deny {
             return Err(Box::new(EarlyRefusal {
                 project: Some(project),
+                op: Some(op),
                 decision: d,
                 error: None,
             }));

@@ -112,10 +112,11 @@ fn decide(
         Err(refusal) => {
             let EarlyRefusal {
                 project,
+                op,
                 decision,
                 error,
             } = *refusal;
-            (project, None, error.is_none().then_some(decision), None, error)
+            (project, op, error.is_none().then_some(decision), None, error)
         }
         Ok(Matched { project, op }) => {
             let ct = headers

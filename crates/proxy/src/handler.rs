@@ -20,7 +20,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
 use crate::headers;
-use crate::metrics::{Metrics, RegionLabels, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -99,10 +99,12 @@ async fn proxy<'s>(
         Err(refusal) => {
             let EarlyRefusal {
                 project,
+                op,
                 decision,
                 error,
             } = *refusal;
             out.project = project;
+            out.op = op;
             return match error {
                 Some(e) => (refuse(&mut out, e), out),
                 None => (deny(&mut out, decision), out),
@@ -167,10 +169,9 @@ async fn proxy<'s>(
     let sent = Instant::now();
     let timeout = snap.config.timeouts.upstream_response;
     let result = tokio::time::timeout(timeout, snap.client.request(fwd)).await;
-    let region = snap.config.projects.projects[m.project].region.clone();
     metrics
         .upstream_seconds
-        .get_or_create(&RegionLabels { region })
+        .get_or_create(&snap.config.upstreams[m.project].region_label)
         .observe(sent.elapsed().as_secs_f64());
     out.decision = Some(inspected.decision);
     if let Some(refusal) = batch_verdict.and_then(|v| v.lock().ok().and_then(|mut r| r.take())) {
@@ -314,11 +315,15 @@ fn upstream_request(
     streaming: Option<ProxyBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let up = &snap.config.upstreams[m.project];
-    let path = parts.uri.path();
-    let query = inspected.query.as_deref().or(parts.uri.query());
-    let path_and_query = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
+    // The original path and query are reused as they are (no copy) unless the query was rewritten.
+    let path_and_query = match &inspected.query {
+        Some(q) => http::uri::PathAndQuery::try_from(format!("{}?{q}", parts.uri.path()))
+            .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded".into()))?,
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     };
     let uri = Uri::builder()
         .scheme(up.scheme.clone())

@@ -75,6 +75,8 @@ pub struct ProjectUpstream {
     pub authority: http::uri::Authority,
     /// The `Host` sent upstream.
     pub host_header: http::HeaderValue,
+    /// The metrics label of the project's region, built once.
+    pub region_label: crate::metrics::RegionLabels,
     /// `Authorization: Bearer …` replacing the client's, when a key is configured.
     pub authorization: Option<http::HeaderValue>,
     /// `OpenAI-Project` sent upstream, when configured.
@@ -450,6 +452,9 @@ fn validate_project(
     let upstream = ProjectUpstream {
         base_url: format!("{scheme}://{authority}"),
         host_header: http::HeaderValue::from_str(authority.as_str()).ok()?,
+        region_label: crate::metrics::RegionLabels {
+            region: region.id.clone(),
+        },
         scheme,
         authority,
         authorization,
