@@ -262,10 +262,18 @@ async fn read_body(
         return Err(ProxyError::TooLarge { limit });
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let raw = match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ProxyError::TooLarge { limit }),
+    let timeout = snap.config.timeouts.request_body;
+    let raw = match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => {
+            return Err(ProxyError::BadRequest(
+                "the request body was not received in time".into(),
+            ))
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ProxyError::TooLarge { limit })
+        }
+        Ok(Err(_)) => {
             return Err(ProxyError::BadRequest(
                 "the request body could not be read".into(),
             ))

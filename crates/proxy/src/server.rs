@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+/// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// State shared by every connection for the life of the process.
 pub struct Shared {
     pub snapshot: SharedSnapshot,
@@ -118,11 +121,14 @@ async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Bounds a request head (and the read buffer): oversized heads are refused by hyper.
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     loop {
         // Backpressure: at max_connections, stop accepting and let the kernel queue.
         let permit = tokio::select! {

@@ -55,6 +55,8 @@ pub struct Timeouts {
     pub connect: Duration,
     pub upstream_response: Duration,
     pub request_header: Duration,
+    /// Reading a body that must be inspected (a slow client cannot hold a slot forever).
+    pub request_body: Duration,
     pub idle: Duration,
     pub shutdown_grace: Duration,
 }
@@ -225,6 +227,12 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             "timeouts.request_header_secs",
             t.request_header_secs,
             30.0,
+        ),
+        request_body: secs(
+            &mut problems,
+            "timeouts.request_body_secs",
+            t.request_body_secs,
+            60.0,
         ),
         idle: secs(&mut problems, "timeouts.idle_secs", t.idle_secs, 300.0),
         shutdown_grace: secs(

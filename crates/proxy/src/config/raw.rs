@@ -91,6 +91,7 @@ pub struct RawTimeouts {
     pub connect_secs: Option<f64>,
     pub upstream_response_secs: Option<f64>,
     pub request_header_secs: Option<f64>,
+    pub request_body_secs: Option<f64>,
     pub idle_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
 }
