@@ -11,6 +11,7 @@
 
 pub mod json;
 pub mod multipart;
+mod pow10;
 pub mod query;
 pub mod splice;
 
