@@ -69,7 +69,8 @@ impl Rewrites {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// Every rule that applied: denials and rewrites.
+    /// The rules that applied: on Deny the denying rules only (nothing was rewritten);
+    /// otherwise denials (report mode) and rewrites.
     pub rules: RuleSet,
     /// The first denial (Deny and ReportDeny).
     pub denial: Option<Denial>,
@@ -93,7 +94,11 @@ impl Decision {
 
 /// Rules found so far; the message of a denial is only built for the first one.
 struct Acc {
+    /// Rules that deny.
     rules: RuleSet,
+    /// Rules that rewrite (store, alias): reported unless the request is denied, since a denied
+    /// request is not rewritten.
+    rewrite_rules: RuleSet,
     denial: Option<Denial>,
 }
 
@@ -101,6 +106,7 @@ impl Acc {
     fn new() -> Acc {
         Acc {
             rules: RuleSet::default(),
+            rewrite_rules: RuleSet::default(),
             denial: None,
         }
     }
@@ -120,9 +126,15 @@ impl Acc {
             (None, _) if !rewrites.is_empty() => Verdict::Rewrite,
             (None, _) => Verdict::Allow,
         };
+        let mut rules = self.rules;
+        if verdict != Verdict::Deny {
+            for r in self.rewrite_rules.iter() {
+                rules.insert(r);
+            }
+        }
         Decision {
             verdict,
-            rules: self.rules,
+            rules,
             denial: self.denial,
             rewrites,
         }
@@ -285,7 +297,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
         let model: Option<&str> = match raw {
             FieldValue::String(m) => match project.aliases.get(m) {
                 Some(to) => {
-                    acc.rules.insert(Rule::Alias);
+                    acc.rewrite_rules.insert(Rule::Alias);
                     rewrites.model = Some(ModelRewrite {
                         from: m.to_owned(),
                         to: to.clone(),
@@ -404,7 +416,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
                 if zdr || !region_allows {
                     match project.store {
                         StoreMode::Rewrite => {
-                            acc.rules.insert(Rule::Store);
+                            acc.rewrite_rules.insert(Rule::Store);
                             rewrites.store = Some(if v == FieldValue::Absent {
                                 StoreRewrite::Insert
                             } else {

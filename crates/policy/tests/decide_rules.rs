@@ -238,7 +238,8 @@ fn aliases_rewrite_then_check_eligibility() {
     // An alias to an ineligible snapshot is still refused, naming both names.
     let d = decide(&c, &p, chat, &Req::new().model("gpt-5"));
     assert_eq!(d.verdict, Verdict::Deny);
-    assert_eq!(rules(&d), ["model_not_eligible", "alias"]);
+    // A denied request is not rewritten, so only the denying rule is reported.
+    assert_eq!(rules(&d), ["model_not_eligible"]);
     let m = d.denial.unwrap().message;
     assert!(m.contains("gpt-5-2025-08-07") && m.contains("\"gpt-5\""), "{m}");
     // Not an alias: untouched.
