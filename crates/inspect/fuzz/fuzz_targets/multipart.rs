@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(f.value_span.end <= body.len());
             assert_eq!(&body[f.value_span.clone()], f.value.as_bytes());
             let part = scan.parts.iter().find(|p| p.body_span == f.value_span);
-            assert!(part.is_some_and(|p| p.name == FIELDS[f.index]), "no part named {:?} at the span", FIELDS[f.index]);
+            assert!(
+                part.is_some_and(|p| p.name == FIELDS[f.index]),
+                "no part named {:?} at the span",
+                FIELDS[f.index]
+            );
         }
     }
 });

@@ -58,9 +58,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 pub const MARKERS: &[Marker<'static>] = &[
-    Marker { key: "type", values: &["image_url", "input_image"] },
-    Marker { key: "a", values: &["", "b", "é"] },
-    Marker { key: "", values: &["x"] },
+    Marker {
+        key: "type",
+        values: &["image_url", "input_image"],
+    },
+    Marker {
+        key: "a",
+        values: &["", "b", "é"],
+    },
+    Marker {
+        key: "",
+        values: &["x"],
+    },
 ];
 
 pub const FIXED_FIELDS: &[&str] = &["model", "store", "a", "b", "", "é", "\u{0}", "\"", "k0"];
@@ -100,8 +109,12 @@ fn same_value(ours: &Value<'_>, theirs: &serde_json::Value) -> bool {
             } else if let Some(i) = n.as_i64() {
                 lit.parse::<i64>().ok() == Some(i)
             } else {
-                let (Ok(a), Some(b)) = (lit.parse::<f64>(), n.as_f64()) else { return false };
-                a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) || (a.abs() < 1e-300 && b.abs() < 1e-300)
+                let (Ok(a), Some(b)) = (lit.parse::<f64>(), n.as_f64()) else {
+                    return false;
+                };
+                a == b
+                    || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+                    || (a.abs() < 1e-300 && b.abs() < 1e-300)
             }
         }
         _ => false,
@@ -120,7 +133,9 @@ fn check_field(body: &[u8], name: &str, f: &Field<'_>, theirs: &serde_json::Valu
     let v: serde_json::Value = serde_json::from_slice(&body[f.value_span.clone()])
         .map_err(|e| format!("field {name:?}: value span does not parse: {e}"))?;
     if &v != theirs {
-        return Err(format!("field {name:?}: value span holds {v:?}, serde {theirs:?}"));
+        return Err(format!(
+            "field {name:?}: value span holds {v:?}, serde {theirs:?}"
+        ));
     }
     Ok(())
 }
@@ -134,8 +149,16 @@ pub fn check(body: &[u8]) -> Result<(), String> {
         _ => Vec::new(),
     };
     let mut fields: Vec<&str> = FIXED_FIELDS.to_vec();
-    fields.extend(names.iter().map(String::as_str).filter(|n| !FIXED_FIELDS.contains(n)));
-    let spec = JsonSpec { fields: &fields, markers: MARKERS };
+    fields.extend(
+        names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !FIXED_FIELDS.contains(n)),
+    );
+    let spec = JsonSpec {
+        fields: &fields,
+        markers: MARKERS,
+    };
     let ours = scan_json(body, &spec);
     match (&serde, ours) {
         (Err(e), Ok(_)) => Err(format!("serde rejects ({e}) but scan_json accepts")),
@@ -144,7 +167,9 @@ pub fn check(body: &[u8]) -> Result<(), String> {
             if e.kind == JsonErrorKind::NotAnObject {
                 Ok(())
             } else {
-                Err(format!("serde accepts non-object {v:?}; ours: {e} (expected NotAnObject)"))
+                Err(format!(
+                    "serde accepts non-object {v:?}; ours: {e} (expected NotAnObject)"
+                ))
             }
         }
         (Ok(v), Ok(s)) if !v.is_object() => Err(format!("serde parses non-object {v:?}; we accept {s:?}")),
@@ -152,7 +177,9 @@ pub fn check(body: &[u8]) -> Result<(), String> {
             let dup = serde_json::from_slice::<Strict>(body).is_err();
             match (&e.kind, dup) {
                 (JsonErrorKind::DuplicateKey(_), true) => Ok(()),
-                _ => Err(format!("serde accepts object (duplicates: {dup}); ours rejects: {e}")),
+                _ => Err(format!(
+                    "serde accepts object (duplicates: {dup}); ours rejects: {e}"
+                )),
             }
         }
         (Ok(v), Ok(s)) => {
@@ -165,13 +192,18 @@ pub fn check(body: &[u8]) -> Result<(), String> {
 }
 
 fn compare_scan(body: &[u8], v: &serde_json::Value, fields: &[&str], s: &JsonScan<'_>) -> Result<(), String> {
-    let Some(obj) = v.as_object() else { return Err("not an object".into()) };
+    let Some(obj) = v.as_object() else {
+        return Err("not an object".into());
+    };
     if s.empty != obj.is_empty() {
         return Err(format!("empty: ours {}, serde {}", s.empty, obj.is_empty()));
     }
     let open = body.iter().position(|b| !b" \t\r\n".contains(b));
     if open.map(|o| o + 1) != Some(s.object_start) {
-        return Err(format!("object_start {} but the '{{' is at {open:?}", s.object_start));
+        return Err(format!(
+            "object_start {} but the '{{' is at {open:?}",
+            s.object_start
+        ));
     }
     for (i, name) in fields.iter().enumerate() {
         match (s.field(i), obj.get(*name)) {
