@@ -549,10 +549,13 @@ fn websocket(state: &State, rec: &Recorded, on_upgrade: hyper::upgrade::OnUpgrad
             return;
         }
         while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(_) | Message::Binary(_) if ws.send(msg).await.is_err() => return,
+            let echo = match msg {
+                Message::Text(_) | Message::Binary(_) => msg,
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if ws.send(echo).await.is_err() {
+                return;
             }
         }
         let _ = ws.close(None).await;
