@@ -43,7 +43,7 @@ fn explain(
     body: Option<&Path>,
     method: &str,
     path: &str,
-) -> Result<(Value, bool), String> {
+) -> Result<(String, bool), String> {
     let config = Config::load(Some(config)).map_err(|e| e.to_string())?;
     let snap = Snapshot::new(config)?;
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -106,7 +106,7 @@ fn decide(
     uri: &Uri,
     headers: &HeaderMap,
     body: Option<&Bytes>,
-) -> (Value, bool) {
+) -> (String, bool) {
     let early = evaluate::early(snap, method, uri, headers);
     let (project, op, decision, model, error) = match early {
         Err(refusal) => {
@@ -135,22 +135,56 @@ fn decide(
     };
     let p = project.map(|i| (&snap.config.projects.projects[i], &snap.config.upstreams[i]));
     let endpoint = op.map(|o| snap.config.catalog.operation(o).template.clone());
-    let mut out = json!({
-        "decision": decision.as_ref().map_or("error", |d| d.verdict.as_str()),
-        "project": p.map(|(p, _)| p.name.clone()),
-        "region": p.map(|(p, _)| p.region.clone()),
-        "endpoint": endpoint,
-        "model": model,
-        "rule": decision.as_ref().and_then(|d| (!d.rules.is_empty()).then(|| d.rules.header_value())),
-        "message": message(decision.as_ref(), error.as_ref()),
-        "upstream": p.map(|(_, u)| u.base_url.clone()),
-        "rewrites": decision.as_ref().map_or_else(Vec::new, rewrites),
-    });
+    let denied_by_policy = decision.as_ref().is_some_and(|d| d.verdict == Verdict::Deny);
+    // A denied request is not rewritten: nothing to list.
+    let edits = match &decision {
+        Some(d) if !denied_by_policy => rewrites(d),
+        _ => Vec::new(),
+    };
+    let mut out = Ordered::default();
+    out.put(
+        "decision",
+        decision.as_ref().map_or("error", |d| d.verdict.as_str()),
+    );
+    out.put("project", p.map(|(p, _)| p.name.clone()));
+    out.put("region", p.map(|(p, _)| p.region.clone()));
+    out.put("endpoint", endpoint);
+    out.put("model", model);
+    out.put(
+        "rule",
+        decision
+            .as_ref()
+            .and_then(|d| (!d.rules.is_empty()).then(|| d.rules.header_value())),
+    );
+    out.put("message", message(decision.as_ref(), error.as_ref()));
+    out.put("upstream", p.map(|(_, u)| u.base_url.clone()));
+    out.put("rewrites", edits);
     if let Some(e) = &error {
-        out["error"] = json!({"status": http::StatusCode::from(e).as_u16(), "code": e.code()});
+        out.put(
+            "error",
+            json!({"status": http::StatusCode::from(e).as_u16(), "code": e.code()}),
+        );
     }
-    let denied = error.is_some() || decision.as_ref().is_some_and(|d| d.verdict == Verdict::Deny);
-    (out, denied)
+    let denied = error.is_some() || denied_by_policy;
+    (out.finish(), denied)
+}
+
+/// A JSON object written in the order its keys were put (the documented order of `explain`).
+#[derive(Default)]
+struct Ordered(String);
+
+impl Ordered {
+    fn put(&mut self, key: &str, value: impl Into<Value>) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        self.0.push_str(&Value::from(key).to_string());
+        self.0.push(':');
+        self.0.push_str(&value.into().to_string());
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
 }
 
 /// `explain --body` without a Content-Type header means the endpoint's natural one.
