@@ -1,0 +1,350 @@
+//! The `check`, `explain` and `serve` commands as a user runs them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn out(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const EXPLAIN_CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[projects]]
+name = "eu-prod"
+region = "eu"
+retention = "zdr"
+store = "rewrite"
+default = true
+openai_project = "proj_eu"
+aliases = { "gpt-4o" = "gpt-4o-2024-08-06" }
+
+[[projects]]
+name = "us-std"
+region = "us"
+retention = "default"
+openai_project = "proj_us"
+"#;
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let dir = TempDir::new("check-ok");
+    let cfg = dir.write(
+        "c.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[limits]\nmax_body_bytes = 1048576\n\
+[timeouts]\nupstream_response_secs = 30\n\
+[upstream]\nbase_urls = {{ eu = \"http://127.0.0.1:1\", us = \"http://127.0.0.1:2\" }}\n{}",
+            standard_projects()
+        ),
+    );
+    let env: Vec<(&str, &str)> = vec![
+        ("RP_TEST_UPSTREAM_KEY_EU", EU_UPSTREAM_KEY),
+        ("RP_TEST_UPSTREAM_KEY_US", US_UPSTREAM_KEY),
+    ];
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &env, None);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // RESIDENCY_CONFIG stands in for --config.
+    let mut env2 = env.clone();
+    env2.push(("RESIDENCY_CONFIG", cfg.to_str().unwrap()));
+    let o = run(&["check"], &env2, None);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // The shipped default config is valid.
+    let o = run(&["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")], &[], None);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
+
+#[test]
+fn check_names_unknown_region_with_suggestion() {
+    let dir = TempDir::new("check-uk");
+    let cfg = dir.write(
+        "c.toml",
+        "[[projects]]\nname = \"uk\"\nregion = \"uk\"\nretention = \"zdr\"\ndefault = true\n",
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.lines().any(|l| l.trim() == r#"projects[0].region: unknown region "uk", did you mean "gb"?"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_its_place() {
+    let dir = TempDir::new("check-many");
+    let cfg = dir.write(
+        "c.toml",
+        r#"
+[[projects]]
+name = "a"
+region = "eu"
+retention = "zdr"
+default = true
+
+[[projects]]
+name = "b"
+region = "eu"
+retention = "default"
+
+[[projects]]
+name = "c"
+region = "uk"
+retention = "zdr"
+
+[[projects]]
+name = "d"
+region = "us"
+retention = "zdr"
+upstream_api_key_env = "RP_TEST_SURELY_UNSET_VAR"
+"#,
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.lines().any(|l| l.trim_start().starts_with("projects[1].retention")), "{text}");
+    assert!(text.contains(r#"projects[2].region: unknown region "uk", did you mean "gb"?"#), "{text}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("projects[3].upstream_api_key_env")), "{text}");
+    assert!(!text.contains("projects[0]"), "project 0 is fine: {text}");
+}
+
+#[test]
+fn check_rejects_default_retention_outside_us() {
+    for region in ["eu", "jp", "ca"] {
+        let dir = TempDir::new("check-ret");
+        let cfg = dir.write(
+            "c.toml",
+            &format!("[[projects]]\nname = \"p\"\nregion = \"{region}\"\nretention = \"default\"\ndefault = true\n"),
+        );
+        let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+        assert_eq!(o.status.code(), Some(1), "{region}: {}", out(&o));
+        assert!(out(&o).contains("projects[0].retention"), "{region}: {}", out(&o));
+    }
+    for region in ["us", "global"] {
+        let dir = TempDir::new("check-ret-ok");
+        let cfg = dir.write(
+            "c.toml",
+            &format!("[[projects]]\nname = \"p\"\nregion = \"{region}\"\nretention = \"default\"\ndefault = true\n"),
+        );
+        let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+        assert_eq!(o.status.code(), Some(0), "{region}: {}", out(&o));
+    }
+}
+
+#[test]
+fn check_rejects_ambiguous_selection() {
+    let dir = TempDir::new("check-amb");
+    let h = sha256_hex("sk-shared");
+    let cfg = dir.write(
+        "c.toml",
+        &format!(
+            r#"
+[[projects]]
+name = "a"
+region = "us"
+retention = "zdr"
+default = true
+api_key_sha256 = ["{h}"]
+openai_project = "proj_x"
+
+[[projects]]
+name = "b"
+region = "eu"
+retention = "zdr"
+default = true
+api_key_sha256 = ["{h}"]
+openai_project = "proj_x"
+"#
+        ),
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "a key, a header and default=true in two projects: {}", out(&o));
+    assert!(out(&o).contains("projects[1]"), "{}", out(&o));
+}
+
+#[test]
+fn check_rejects_unknown_keys_and_bad_toml() {
+    let dir = TempDir::new("check-bad");
+    let cfg = dir.write("c.toml", "[[projects]]\nname = \"p\"\nregion = \"us\"\nretention = \"default\"\nregoin = \"eu\"\n");
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("regoin"), "{}", out(&o));
+    let cfg = dir.write("d.toml", "[[projects]\nname = ");
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let o = run(&["check", "--config", dir.path().join("missing.toml").to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+}
+
+fn explain(args: &[&str], stdin: Option<&[u8]>) -> (Option<i32>, Value, String) {
+    let dir = TempDir::new("explain");
+    let cfg = dir.write("c.toml", EXPLAIN_CONFIG);
+    let mut full = vec!["explain", "--config", cfg.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let o = run(&full, &[], stdin);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("explain prints one JSON object ({e}): {}", out(&o)));
+    (o.status.code(), v, out(&o))
+}
+
+fn assert_explain_keys(v: &Value) {
+    for k in ["decision", "project", "region", "endpoint", "model", "rule", "message", "upstream", "rewrites"] {
+        assert!(v.get(k).is_some(), "explain output lacks {k}: {v}");
+    }
+    assert!(v["rewrites"].is_array(), "{v}");
+}
+
+#[test]
+fn explain_deny_exits_3() {
+    let dir = TempDir::new("explain-body");
+    let body = dir.write("ft.json", &json!({"model": "gpt-4o-2024-08-06", "training_file": "file-1"}).to_string());
+    let (code, v, text) = explain(&["POST", "/v1/fine_tuning/jobs", "--body", body.to_str().unwrap()], None);
+    assert_eq!(code, Some(3), "{text}");
+    assert_explain_keys(&v);
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["project"], "eu-prod");
+    assert_eq!(v["region"], "eu");
+    assert_eq!(v["endpoint"], "/v1/fine_tuning/jobs");
+    assert_eq!(v["model"], "gpt-4o-2024-08-06");
+    assert_eq!(v["rule"], "zdr_endpoint");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(v["upstream"], "https://eu.api.openai.com");
+    assert_eq!(v["rewrites"], json!([]));
+}
+
+#[test]
+fn explain_allow_and_header_selection_exit_0() {
+    let dir = TempDir::new("explain-allow");
+    let body = dir.write("c.json", &json!({"model": "gpt-4o-2024-08-06", "messages": [], "store": true}).to_string());
+    let (code, v, text) = explain(
+        &["--header", "OpenAI-Project: proj_us", "POST", "/v1/chat/completions", "--body", body.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_explain_keys(&v);
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["project"], "us-std");
+    assert_eq!(v["region"], "us");
+    assert_eq!(v["endpoint"], "/v1/chat/completions");
+    assert_eq!(v["model"], "gpt-4o-2024-08-06");
+    assert_eq!(v["upstream"], "https://us.api.openai.com");
+    assert_eq!(v["rewrites"], json!([]));
+    // --project picks a project by name.
+    let (code, v, text) = explain(&["--project", "us-std", "GET", "/v1/models"], None);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["project"], "us-std");
+}
+
+#[test]
+fn explain_rewrite_lists_edits_from_stdin() {
+    let body = br#"{"model":"gpt-4o","store":true,"messages":[]}"#;
+    let (code, v, text) = explain(&["POST", "/v1/chat/completions", "--body", "-"], Some(body));
+    assert_eq!(code, Some(0), "{text}");
+    assert_explain_keys(&v);
+    assert_eq!(v["decision"], "rewrite");
+    assert_eq!(v["project"], "eu-prod");
+    assert_eq!(v["model"], "gpt-4o-2024-08-06", "the model after aliases: {v}");
+    let rules: Vec<&str> = v["rule"].as_str().unwrap().split(',').map(str::trim).collect();
+    assert!(rules.contains(&"store") && rules.contains(&"alias"), "{v}");
+    let rewrites = v["rewrites"].as_array().unwrap();
+    assert!(rewrites.contains(&json!({"field": "store", "from": true, "to": false})), "{v}");
+    assert!(rewrites.contains(&json!({"field": "model", "from": "gpt-4o", "to": "gpt-4o-2024-08-06"})), "{v}");
+}
+
+#[test]
+fn explain_image_and_stateful_denials() {
+    let body = json!({"model": "gpt-4.1-2025-04-14", "input": "x", "previous_response_id": "resp_1", "store": false})
+        .to_string();
+    let (code, v, text) = explain(&["POST", "/v1/responses", "--body", "-"], Some(body.as_bytes()));
+    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(v["rule"], "stateful_feature");
+    let (code, v, text) = explain(&["POST", "/v1/nope"], None);
+    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(v["rule"], "unknown_endpoint");
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["check", "--help"], vec!["explain", "--help"]] {
+        let o = run(&args, &[], None);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", out(&o));
+        assert!(!o.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn serve_without_config_binds_8080() {
+    // Skip when either default port is taken on this machine.
+    for port in [8080u16, 9464] {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            eprintln!("skipping: 127.0.0.1:{port} is in use");
+            return;
+        }
+    }
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .env_remove("RESIDENCY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let (proxy, _admin) = parse_listening(&line).unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    assert_eq!(proxy.to_string(), "127.0.0.1:8080");
+    // The default project is `global`: models are allowed (its upstream is not reachable here,
+    // so only the residency headers are checked).
+    let r = send_raw(proxy, &build_request(proxy, "POST", "/v1/unknown", &[], b"{}")).await;
+    r.assert_denied("unknown_endpoint", None);
+    r.assert_residency("deny", "default", "global");
+    let _ = child.start_kill();
+}
+
+#[tokio::test]
+async fn admin_health_and_metrics() {
+    let env = Env::standard().await;
+    let admin = env.proxy.admin;
+    let r = send_raw(admin, &build_request(admin, "GET", "/healthz", &[], b"")).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    let _ = env.post_as("proj_eu", "/v1/nope", "{}").await;
+    let r = send_raw(admin, &build_request(admin, "GET", "/metrics", &[], b"")).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert!(r.text().contains("unknown_endpoint"), "metrics count denials by rule:\n{}", r.text());
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let env = Env::standard().await;
+    let pid = env.proxy.pid().unwrap();
+    let addr = env.proxy.addr;
+    let req = build_request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_eu"), ("x-mock-behavior", "delay:800")],
+        json!({"model": "gpt-4o-2024-08-06", "messages": []}).to_string().as_bytes(),
+    );
+    let in_flight = tokio::spawn(async move { send_raw(addr, &req).await });
+    env.eu.wait_for(1, Duration::from_secs(5)).await;
+    let kill = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(kill.success());
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "the in-flight request completes: {r:#?}");
+    let mut proxy = env.proxy;
+    let status = tokio::time::timeout(Duration::from_secs(20), proxy_wait(&mut proxy)).await.unwrap();
+    assert_eq!(status, Some(0), "stderr: {}", proxy.stderr());
+}
+
+async fn proxy_wait(p: &mut Proxy) -> Option<i32> {
+    p.wait().await
+}
