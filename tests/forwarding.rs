@@ -16,7 +16,8 @@ const CHAT: &str = "/v1/chat/completions";
 async fn body_forwarded_byte_for_byte() {
     let env = Env::standard().await;
     // Odd whitespace, escapes, key order, number spellings, duplicate-free but unusual JSON.
-    let body = "{ \"messages\" :[ {\"role\":\"user\",\"content\":\"h\\u00e9llo \\\"q\\\" \\ud83d\\ude00 ✓\"}],\n\t\
+    let body =
+        "{ \"messages\" :[ {\"role\":\"user\",\"content\":\"h\\u00e9llo \\\"q\\\" \\ud83d\\ude00 ✓\"}],\n\t\
 \"model\": \"gpt-4o-2024-08-06\" , \"temperature\": 1.0e0, \"top_p\":0.50, \"n\" : 1 }  ";
     let r = env.post_as("proj_eu", CHAT, body).await;
     assert_eq!(r.status, 200, "{r:#?}");
@@ -66,7 +67,8 @@ async fn store_rewrite_is_a_byte_splice() {
 async fn alias_rewrites_model_in_forwarded_bytes() {
     let env = Env::standard().await;
     let body = r#"{"messages":[{"role":"user","content":"gpt-4o"}], "model" : "gpt-4o" ,"stream":false}"#;
-    let expected = r#"{"messages":[{"role":"user","content":"gpt-4o"}], "model" : "gpt-4o-2024-08-06" ,"stream":false}"#;
+    let expected =
+        r#"{"messages":[{"role":"user","content":"gpt-4o"}], "model" : "gpt-4o-2024-08-06" ,"stream":false}"#;
     let r = env.post_as("proj_eu", CHAT, body).await;
     assert_eq!(r.status, 200, "{r:#?}");
     r.assert_residency("rewrite", "eu-zdr", "eu");
@@ -81,11 +83,21 @@ async fn alias_rewrites_model_in_forwarded_bytes() {
 #[tokio::test]
 async fn host_path_and_query_preserved() {
     let env = Env::standard().await;
-    let r = env.send("GET", "/v1/models?limit=2&after=a%20b&x=%E2%9C%93", &[("OpenAI-Project", "proj_us")], b"").await;
+    let r = env
+        .send(
+            "GET",
+            "/v1/models?limit=2&after=a%20b&x=%E2%9C%93",
+            &[("OpenAI-Project", "proj_us")],
+            b"",
+        )
+        .await;
     assert_eq!(r.status, 200, "{r:#?}");
     let got = env.us.requests();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].path_and_query, "/v1/models?limit=2&after=a%20b&x=%E2%9C%93");
+    assert_eq!(
+        got[0].path_and_query,
+        "/v1/models?limit=2&after=a%20b&x=%E2%9C%93"
+    );
     assert_eq!(got[0].host.as_deref(), Some(env.us.addr().to_string().as_str()));
     assert_eq!(got[0].header_all("host").len(), 1);
 }
@@ -94,11 +106,20 @@ async fn host_path_and_query_preserved() {
 async fn upstream_key_injected_and_project_header_set() {
     let env = Env::standard().await;
     let body = json!({"model": "gpt-4o-2024-08-06", "messages": []}).to_string();
-    let r = env.post_json(CHAT, &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))], &body).await;
+    let r = env
+        .post_json(
+            CHAT,
+            &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))],
+            &body,
+        )
+        .await;
     assert_eq!(r.status, 200, "{r:#?}");
     r.assert_residency("allow", "eu-zdr", "eu");
     let got = &env.eu.requests()[0];
-    assert_eq!(got.header_all("authorization"), [format!("Bearer {EU_UPSTREAM_KEY}")]);
+    assert_eq!(
+        got.header_all("authorization"),
+        [format!("Bearer {EU_UPSTREAM_KEY}")]
+    );
     assert_eq!(got.header_all("openai-project"), ["proj_eu"]);
     for (name, value) in &got.headers {
         assert!(
@@ -106,10 +127,19 @@ async fn upstream_key_injected_and_project_header_set() {
             "client key leaked upstream in {name}"
         );
     }
-    let r = env.post_json(CHAT, &[("Authorization", &format!("Bearer {US_CLIENT_KEY}"))], &body).await;
+    let r = env
+        .post_json(
+            CHAT,
+            &[("Authorization", &format!("Bearer {US_CLIENT_KEY}"))],
+            &body,
+        )
+        .await;
     r.assert_residency("allow", "us-std", "us");
     let got = &env.us.requests()[0];
-    assert_eq!(got.header_all("authorization"), [format!("Bearer {US_UPSTREAM_KEY}")]);
+    assert_eq!(
+        got.header_all("authorization"),
+        [format!("Bearer {US_UPSTREAM_KEY}")]
+    );
     assert_eq!(got.header_all("openai-project"), ["proj_us"]);
 }
 
@@ -118,7 +148,14 @@ async fn client_key_passes_through_without_upstream_key() {
     let env = Env::standard().await;
     let body = json!({"model": "gpt-4o-2024-08-06", "messages": []}).to_string();
     let r = env
-        .post_json(CHAT, &[("Authorization", "Bearer sk-client-own"), ("OpenAI-Project", "proj_eu_mam")], &body)
+        .post_json(
+            CHAT,
+            &[
+                ("Authorization", "Bearer sk-client-own"),
+                ("OpenAI-Project", "proj_eu_mam"),
+            ],
+            &body,
+        )
         .await;
     r.assert_residency("allow", "eu-mam", "eu");
     let got = &env.eu.requests()[0];
@@ -156,9 +193,16 @@ async fn hop_by_hop_headers_are_not_forwarded() {
         .await;
     assert_eq!(r.status, 200, "{r:#?}");
     let got = &env.us.requests()[0];
-    for h in
-        ["connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection", "x-custom-hop"]
-    {
+    for h in [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "x-custom-hop",
+    ] {
         assert!(!got.has_header(h), "{h} was forwarded: {:?}", got.headers);
     }
     assert_eq!(got.header_all("x-end-to-end"), ["kept"]);
@@ -176,8 +220,11 @@ async fn response_passes_through() {
     let env = Env::standard().await;
     let body = json!({"model": "text-embedding-3-small", "input": ["a", "b", "c"]}).to_string();
     // The mock's embeddings answer is deterministic: compare with asking the mock directly.
-    let direct = send_raw(env.eu.addr(), &build_request(env.eu.addr(), "POST", "/v1/embeddings", &[], body.as_bytes()))
-        .await;
+    let direct = send_raw(
+        env.eu.addr(),
+        &build_request(env.eu.addr(), "POST", "/v1/embeddings", &[], body.as_bytes()),
+    )
+    .await;
     env.eu.clear();
     let r = env.post_as("proj_eu", "/v1/embeddings", &body).await;
     assert_eq!(r.status, 200, "{r:#?}");
@@ -223,7 +270,10 @@ Content-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Typ
         .send(
             "POST",
             "/v1/audio/transcriptions",
-            &[("OpenAI-Project", "proj_eu"), ("Content-Type", "multipart/form-data; boundary=XyZ")],
+            &[
+                ("OpenAI-Project", "proj_eu"),
+                ("Content-Type", "multipart/form-data; boundary=XyZ"),
+            ],
             &body,
         )
         .await;
@@ -241,24 +291,45 @@ async fn sse_streams_through_without_buffering() {
         env.proxy.addr,
         "POST",
         CHAT,
-        &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_eu"), ("x-mock-behavior", "slow-sse")],
+        &[
+            ("Content-Type", "application/json"),
+            ("OpenAI-Project", "proj_eu"),
+            ("x-mock-behavior", "slow-sse"),
+        ],
         body.as_bytes(),
     );
     let start = Instant::now();
     let mut c = Conn::open(env.proxy.addr, &req).await;
-    let (status, headers) = tokio::time::timeout(Duration::from_secs(10), c.head()).await.unwrap().unwrap();
+    let (status, headers) = tokio::time::timeout(Duration::from_secs(10), c.head())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, 200);
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     assert!(get("content-type").unwrap().starts_with("text/event-stream"));
     assert_eq!(get("x-residency-decision").as_deref(), Some("allow"));
     assert_eq!(get("x-residency-project").as_deref(), Some("eu-zdr"));
     assert_eq!(get("x-residency-region").as_deref(), Some("eu"));
-    assert!(get("transfer-encoding").is_some_and(|t| t.contains("chunked")), "{headers:?}");
-    let first = tokio::time::timeout(Duration::from_secs(10), c.chunk()).await.unwrap().unwrap();
+    assert!(
+        get("transfer-encoding").is_some_and(|t| t.contains("chunked")),
+        "{headers:?}"
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), c.chunk())
+        .await
+        .unwrap()
+        .unwrap();
     let first_at = start.elapsed();
     assert!(String::from_utf8_lossy(&first).starts_with("data: "));
     let mut all = first;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), c.chunk()).await.unwrap() {
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), c.chunk())
+        .await
+        .unwrap()
+    {
         all.extend_from_slice(&chunk);
     }
     let total = start.elapsed();
@@ -266,7 +337,10 @@ async fn sse_streams_through_without_buffering() {
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     // The stream takes >= 10 x 200 ms; its first event must not wait for the end.
     assert!(total >= Duration::from_millis(1800), "{total:?}");
-    assert!(first_at < Duration::from_millis(1000), "first event after {first_at:?} (total {total:?})");
+    assert!(
+        first_at < Duration::from_millis(1000),
+        "first event after {first_at:?} (total {total:?})"
+    );
     let events = text.split("\n\n").filter(|e| !e.is_empty()).count();
     assert!(events >= 11, "{events} events");
 }
@@ -288,25 +362,61 @@ async fn responses_stream_with_store_insert() {
 async fn realtime_websocket_through_proxy_us() {
     let env = Env::standard().await;
     let tcp = tokio::net::TcpStream::connect(env.proxy.addr).await.unwrap();
-    let url = format!("ws://{}/v1/realtime?model=gpt-4o-realtime-preview-2024-12-17", env.proxy.addr);
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
-    req.headers_mut().insert("OpenAI-Project", "proj_us".parse().unwrap());
-    req.headers_mut().insert("Authorization", format!("Bearer {US_CLIENT_KEY}").parse().unwrap());
-    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::client_async(req, tcp))
+    let url = format!(
+        "ws://{}/v1/realtime?model=gpt-4o-realtime-preview-2024-12-17",
+        env.proxy.addr
+    );
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    req.headers_mut()
+        .insert("OpenAI-Project", "proj_us".parse().unwrap());
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {US_CLIENT_KEY}").parse().unwrap(),
+    );
+    let (mut ws, resp) =
+        tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::client_async(req, tcp))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(resp.status(), 101);
+    assert_eq!(
+        resp.headers()
+            .get("x-residency-decision")
+            .and_then(|v| v.to_str().ok()),
+        Some("allow")
+    );
+    let hello = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
-    assert_eq!(resp.status(), 101);
-    assert_eq!(resp.headers().get("x-residency-decision").and_then(|v| v.to_str().ok()), Some("allow"));
-    let hello = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
     assert!(hello.to_text().unwrap().contains("session.created"));
-    ws.send(Message::text(r#"{"type":"response.create"}"#)).await.unwrap();
-    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(echo, Message::text(r#"{"type":"response.create"}"#));
     let got = env.us.requests();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].path_and_query, "/v1/realtime?model=gpt-4o-realtime-preview-2024-12-17");
-    assert_eq!(got[0].header("upgrade").map(|u| u.to_ascii_lowercase()).as_deref(), Some("websocket"));
-    assert_eq!(got[0].header_all("authorization"), [format!("Bearer {US_UPSTREAM_KEY}")]);
+    assert_eq!(
+        got[0].path_and_query,
+        "/v1/realtime?model=gpt-4o-realtime-preview-2024-12-17"
+    );
+    assert_eq!(
+        got[0]
+            .header("upgrade")
+            .map(|u| u.to_ascii_lowercase())
+            .as_deref(),
+        Some("websocket")
+    );
+    assert_eq!(
+        got[0].header_all("authorization"),
+        [format!("Bearer {US_UPSTREAM_KEY}")]
+    );
     assert_eq!(env.eu.request_count(), 0);
 }

@@ -82,7 +82,14 @@ impl Proc {
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Proc { child, pid, addr, admin, config, stderr_path }
+        Proc {
+            child,
+            pid,
+            addr,
+            admin,
+            config,
+            stderr_path,
+        }
     }
 
     fn stderr(&self) -> String {
@@ -105,7 +112,10 @@ impl Proc {
 
     /// Waits for the process to exit, at most `limit`.
     async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(limit, self.child.wait()).await.ok().map(|r| r.unwrap())
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .map(|r| r.unwrap())
     }
 
     async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -115,7 +125,8 @@ impl Proc {
     async fn chat(&self, headers: &[(&str, &str)], body: &str) -> Resp {
         let mut h = vec![("Content-Type", "application/json")];
         h.extend_from_slice(headers);
-        self.send("POST", "/v1/chat/completions", &h, body.as_bytes()).await
+        self.send("POST", "/v1/chat/completions", &h, body.as_bytes())
+            .await
     }
 
     async fn admin_get(&self, path: &str) -> Resp {
@@ -159,9 +170,7 @@ fn upstream(eu: &MockUpstream, us: &MockUpstream) -> String {
 
 /// One default ZDR project in `region`.
 fn app_project(region: &str) -> String {
-    format!(
-        "[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n"
-    )
+    format!("[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n")
 }
 
 async fn mocks() -> (MockUpstream, MockUpstream) {
@@ -223,7 +232,9 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
 fn sample<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
     samples.iter().find(|s| {
         s.name == name
-            && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            && labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
     })
 }
 
@@ -311,7 +322,13 @@ fn body_of(raw: &[u8]) -> Value {
 async fn admin_health_ready_and_metrics() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-admin");
-    let p = Proc::start(&dir, "a", &format!("{}\n{}", upstream(&eu, &us), app_project("eu")), &[]).await;
+    let p = Proc::start(
+        &dir,
+        "a",
+        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
+        &[],
+    )
+    .await;
 
     let h = p.admin_get("/healthz").await;
     assert_eq!(h.status, 200, "{h:?}");
@@ -368,17 +385,25 @@ async fn admin_health_ready_and_metrics() {
     assert!(!text.contains("path-canary"), "raw path in metrics:\n{text}");
     for smp in s.iter().filter(|x| x.name == "residency_proxy_requests_total") {
         let ep = &smp.labels["endpoint"];
-        assert!(ep == "unknown" || ep.starts_with("/v1/"), "endpoint label {ep:?}:\n{text}");
+        assert!(
+            ep == "unknown" || ep.starts_with("/v1/"),
+            "endpoint label {ep:?}:\n{text}"
+        );
         assert!(!ep.contains(".."), "endpoint label {ep:?}");
     }
 
     // Upstream time-to-first-byte histogram for the region.
-    let count = sample(&s, "residency_proxy_upstream_response_seconds_count", &[("region", "eu")])
-        .unwrap_or_else(|| panic!("no upstream latency histogram:\n{text}"));
+    let count = sample(
+        &s,
+        "residency_proxy_upstream_response_seconds_count",
+        &[("region", "eu")],
+    )
+    .unwrap_or_else(|| panic!("no upstream latency histogram:\n{text}"));
     assert_eq!(count.value, 1.0, "{text}");
     assert!(
-        s.iter().any(|x| x.name == "residency_proxy_upstream_response_seconds_bucket"
-            && x.labels.get("le").is_some()),
+        s.iter()
+            .any(|x| x.name == "residency_proxy_upstream_response_seconds_bucket"
+                && x.labels.get("le").is_some()),
         "{text}"
     );
     // Open connections: at least the one held open.
@@ -390,12 +415,14 @@ async fn admin_health_ready_and_metrics() {
         .unwrap_or_else(|| panic!("no last reload gauge:\n{text}"));
     assert_eq!(last.value, 1.0);
     assert!(
-        s.iter().any(|x| x.name.starts_with("residency_proxy_build") && x.labels.contains_key("version")),
+        s.iter()
+            .any(|x| x.name.starts_with("residency_proxy_build") && x.labels.contains_key("version")),
         "no build info:\n{text}"
     );
     // Request body bytes were counted.
     assert!(
-        s.iter().any(|x| x.name.starts_with("residency_proxy_request_body_bytes") && x.value > 0.0),
+        s.iter()
+            .any(|x| x.name.starts_with("residency_proxy_request_body_bytes") && x.value > 0.0),
         "no request body bytes:\n{text}"
     );
     drop(held);
@@ -463,13 +490,23 @@ async fn json_logs_one_line_per_request_without_secrets() {
     let recs = eu.requests();
     assert_eq!(recs.len(), 2);
     for r in &recs {
-        assert_eq!(r.header("authorization").as_deref(), Some(format!("Bearer {UPSTREAM_SECRET}").as_str()));
+        assert_eq!(
+            r.header("authorization").as_deref(),
+            Some(format!("Bearer {UPSTREAM_SECRET}").as_str())
+        );
     }
 
     let stderr = p.stderr();
     let lines = request_lines(&stderr);
-    let ids: Vec<&str> = lines.iter().map(|l| l["request_id"].as_str().unwrap_or("")).collect();
-    assert_eq!(ids, ["ops-log-1", "ops-log-2", "ops-log-3", "ops-log-4"], "one line per request:\n{stderr}");
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ids,
+        ["ops-log-1", "ops-log-2", "ops-log-3", "ops-log-4"],
+        "one line per request:\n{stderr}"
+    );
     for l in &lines {
         for key in [
             "project",
@@ -505,11 +542,20 @@ async fn json_logs_one_line_per_request_without_secrets() {
     assert_eq!(lines[3]["endpoint"], "unknown", "{}", lines[3]);
 
     for secret in [CLIENT_SECRET, UPSTREAM_SECRET, CONTENT_CANARY, SECRET_MODEL] {
-        assert!(!stderr.contains(secret), "{secret:?} appears in the logs:\n{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "{secret:?} appears in the logs:\n{stderr}"
+        );
     }
     // Parts of the secrets too (e.g. a truncated or prefixed token).
-    assert!(!stderr.contains("SECRET"), "a secret fragment appears in the logs:\n{stderr}");
-    assert!(!stderr.contains("path-canary"), "a raw request path appears in the logs:\n{stderr}");
+    assert!(
+        !stderr.contains("SECRET"),
+        "a secret fragment appears in the logs:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("path-canary"),
+        "a raw request path appears in the logs:\n{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,13 +587,18 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         app_project("eu")
     );
     let mut p = Proc::start(&dir, "a", &body, &[]).await;
-    let allow = p.chat(&[("x-request-id", "aud-1")], &chat_body(false, CONTENT_CANARY)).await;
+    let allow = p
+        .chat(&[("x-request-id", "aud-1")], &chat_body(false, CONTENT_CANARY))
+        .await;
     assert_eq!(allow.status, 200, "{allow:?}");
     allow.assert_residency("allow", "app", "eu");
-    let rewrite = p.chat(&[("x-request-id", "aud-2")], &chat_body(true, CONTENT_CANARY)).await;
+    let rewrite = p
+        .chat(&[("x-request-id", "aud-2")], &chat_body(true, CONTENT_CANARY))
+        .await;
     assert_eq!(rewrite.status, 200);
     rewrite.assert_residency("rewrite", "app", "eu");
-    let deny_body = serde_json::json!({"model": SECRET_MODEL, "messages": [{"role": "user", "content": CONTENT_CANARY}]});
+    let deny_body =
+        serde_json::json!({"model": SECRET_MODEL, "messages": [{"role": "user", "content": CONTENT_CANARY}]});
     let deny = p.chat(&[("x-request-id", "aud-3")], &deny_body.to_string()).await;
     assert_eq!(deny.status, 403);
 
@@ -558,7 +609,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     );
     let recs = audit_lines(&audit);
     assert_eq!(recs.len(), 3, "one record per request: {recs:#?}");
-    let expect = [("aud-1", "allow", "", 200), ("aud-2", "rewrite", "store", 200), ("aud-3", "deny", "model_not_eligible", 403)];
+    let expect = [
+        ("aud-1", "allow", "", 200),
+        ("aud-2", "rewrite", "store", 200),
+        ("aud-3", "deny", "model_not_eligible", 403),
+    ];
     for (rec, (id, decision, rule, status)) in recs.iter().zip(expect) {
         assert_eq!(rec["request_id"], id, "{rec}");
         assert_eq!(rec["decision"], decision, "{rec}");
@@ -569,12 +624,23 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         assert_eq!(rec["status"], status, "{rec}");
     }
     let text = std::fs::read_to_string(&audit).unwrap();
-    assert!(!text.contains(CONTENT_CANARY), "content in the audit log:\n{text}");
-    assert!(!text.contains(SECRET_MODEL), "free-text model in the audit log:\n{text}");
+    assert!(
+        !text.contains(CONTENT_CANARY),
+        "content in the audit log:\n{text}"
+    );
+    assert!(
+        !text.contains(SECRET_MODEL),
+        "free-text model in the audit log:\n{text}"
+    );
 
     let out = verify(&audit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "verify: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains('3'), "verify names the count: {stdout}");
 
     // One edited byte in record 2 is found and named.
@@ -585,7 +651,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
     let out = verify(&audit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "an edited record must fail verify: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an edited record must fail verify: {stdout}"
+    );
     assert!(stdout.contains("line 2"), "verify names the line: {stdout}");
     std::fs::write(&audit, &original).unwrap();
 
@@ -595,9 +665,13 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     assert!(st.is_some(), "the proxy did not exit after SIGTERM");
     drop(p);
     let p2 = Proc::start(&dir, "b", &body, &[]).await;
-    let r = p2.chat(&[("x-request-id", "aud-4")], &chat_body(false, "again")).await;
+    let r = p2
+        .chat(&[("x-request-id", "aud-4")], &chat_body(false, "again"))
+        .await;
     assert_eq!(r.status, 200);
-    let r = p2.chat(&[("x-request-id", "aud-5")], &chat_body(true, "again")).await;
+    let r = p2
+        .chat(&[("x-request-id", "aud-5")], &chat_body(true, "again"))
+        .await;
     assert_eq!(r.status, 200);
     assert!(
         eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 5).await,
@@ -607,7 +681,10 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     let recs = audit_lines(&audit);
     assert_eq!(recs.len(), 5);
     assert_eq!(recs[3]["seq"], 4, "{}", recs[3]);
-    assert_eq!(recs[3]["prev"], recs[2]["hash"], "the chain links across the restart");
+    assert_eq!(
+        recs[3]["prev"], recs[2]["hash"],
+        "the chain links across the restart"
+    );
     let out = verify(&audit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "verify after restart: {stdout}");
@@ -619,7 +696,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
 // ---------------------------------------------------------------------------------------------
 
 fn reload_body(eu: &MockUpstream, us: &MockUpstream, region: &str) -> String {
-    format!("[log]\nformat = \"json\"\n{}\n{}", upstream(eu, us), app_project(region))
+    format!(
+        "[log]\nformat = \"json\"\n{}\n{}",
+        upstream(eu, us),
+        app_project(region)
+    )
 }
 
 /// The `elapsed_ms` of the last "config reloaded" log line with `trigger`.
@@ -628,15 +709,22 @@ fn reload_log(stderr: &str, trigger: &str) -> Option<f64> {
         .iter()
         .rev()
         .find(|l| {
-            l["message"].as_str().is_some_and(|m| m.contains("config reloaded")) && l["trigger"] == trigger
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("config reloaded"))
+                && l["trigger"] == trigger
         })
         .and_then(|l| l["elapsed_ms"].as_f64())
 }
 
 async fn reload_count(p: &Proc, result: &str) -> f64 {
     let text = p.metrics().await;
-    sample(&parse_metrics(&text), "residency_proxy_config_reloads_total", &[("result", result)])
-        .map_or(0.0, |s| s.value)
+    sample(
+        &parse_metrics(&text),
+        "residency_proxy_config_reloads_total",
+        &[("result", result)],
+    )
+    .map_or(0.0, |s| s.value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,7 +743,10 @@ async fn reload_on_file_change_routes_new_requests_and_keeps_in_flight_ones() {
             addr,
             "POST",
             "/v1/chat/completions",
-            &[("Content-Type", "application/json"), ("x-mock-behavior", "delay:1500")],
+            &[
+                ("Content-Type", "application/json"),
+                ("x-mock-behavior", "delay:1500"),
+            ],
             chat_body(false, "in flight").as_bytes(),
         );
         send_raw(addr, &req).await
@@ -676,14 +767,25 @@ async fn reload_on_file_change_routes_new_requests_and_keeps_in_flight_ones() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let routed = routed.unwrap_or_else(|| panic!("new requests not routed to us within 3 s; stderr:\n{}", p.stderr()));
+    let routed = routed.unwrap_or_else(|| {
+        panic!(
+            "new requests not routed to us within 3 s; stderr:\n{}",
+            p.stderr()
+        )
+    });
     assert!(routed < Duration::from_secs(2), "reload took {routed:?}");
 
     let old = inflight.await.unwrap();
     assert_eq!(old.status, 200, "the in-flight request completes: {old:?}");
     assert_eq!(old.header("x-mock-upstream"), Some("eu"), "{old:?}");
     old.assert_residency("allow", "app", "eu");
-    assert_eq!(us.requests().iter().filter(|r| r.body.windows(9).any(|w| w == b"in flight")).count(), 0);
+    assert_eq!(
+        us.requests()
+            .iter()
+            .filter(|r| r.body.windows(9).any(|w| w == b"in flight"))
+            .count(),
+        0
+    );
 
     let elapsed = reload_log(&p.stderr(), "file_change")
         .unwrap_or_else(|| panic!("no \"config reloaded\" line for file_change:\n{}", p.stderr()));
@@ -712,7 +814,11 @@ async fn reload_on_sighup() {
     drop(f);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = p.chat(&[], &chat_body(false, "still eu")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("eu"), "no reload without a trigger: {r:?}");
+    assert_eq!(
+        r.header("x-mock-upstream"),
+        Some("eu"),
+        "no reload without a trigger: {r:?}"
+    );
 
     let sent = Instant::now();
     p.signal("HUP");
@@ -725,7 +831,8 @@ async fn reload_on_sighup() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let routed = routed.unwrap_or_else(|| panic!("SIGHUP did not reload within 3 s; stderr:\n{}", p.stderr()));
+    let routed =
+        routed.unwrap_or_else(|| panic!("SIGHUP did not reload within 3 s; stderr:\n{}", p.stderr()));
     let elapsed = reload_log(&p.stderr(), "sighup")
         .unwrap_or_else(|| panic!("no \"config reloaded\" line for sighup:\n{}", p.stderr()));
     assert_eq!(reload_count(&p, "success").await, 1.0);
@@ -753,7 +860,12 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(failures, 1.0, "reload failure not counted; stderr:\n{}", p.stderr());
+    assert_eq!(
+        failures,
+        1.0,
+        "reload failure not counted; stderr:\n{}",
+        p.stderr()
+    );
     let text = p.metrics().await;
     let s = parse_metrics(&text);
     assert_eq!(
@@ -776,7 +888,10 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let stderr = p.stderr();
     let logged = json_lines(&stderr).into_iter().any(|l| {
         let s = l.to_string();
-        l["level"].as_str().is_some_and(|lv| lv.eq_ignore_ascii_case("error")) && s.contains("uk")
+        l["level"]
+            .as_str()
+            .is_some_and(|lv| lv.eq_ignore_ascii_case("error"))
+            && s.contains("uk")
     });
     assert!(logged, "no error log naming the problem:\n{stderr}");
 
@@ -799,7 +914,10 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
         p.stderr()
     );
     let s = parse_metrics(&p.metrics().await);
-    assert_eq!(sample(&s, "residency_proxy_config_last_reload_success", &[]).map(|x| x.value), Some(1.0));
+    assert_eq!(
+        sample(&s, "residency_proxy_config_last_reload_success", &[]).map(|x| x.value),
+        Some(1.0)
+    );
     let r = p.chat(&[], &chat_body(false, "now us")).await;
     assert_eq!(r.header("x-mock-upstream"), Some("us"), "{r:?}");
 }
@@ -822,7 +940,10 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
         p.addr,
         "POST",
         "/v1/chat/completions",
-        &[("Content-Type", "application/json"), ("x-mock-behavior", "slow-sse")],
+        &[
+            ("Content-Type", "application/json"),
+            ("x-mock-behavior", "slow-sse"),
+        ],
         stream_body().as_bytes(),
     );
     let mut c = Conn::open(p.addr, &req).await;
@@ -843,7 +964,9 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
                 break;
             }
             Ok(mut s) => {
-                let _ = s.write_all(&build_request(p.admin, "GET", "/readyz", &[], b"")).await;
+                let _ = s
+                    .write_all(&build_request(p.admin, "GET", "/readyz", &[], b""))
+                    .await;
                 let raw = read_until_close(&mut s, Duration::from_millis(500)).await;
                 if status_of(&raw) != Some(200) {
                     not_ready = true;
@@ -864,7 +987,9 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
             }
             Ok(mut s) => {
                 // Accepted by the kernel backlog at most: it must not be served.
-                let _ = s.write_all(&build_request(p.addr, "GET", "/v1/models", &[], b"")).await;
+                let _ = s
+                    .write_all(&build_request(p.addr, "GET", "/v1/models", &[], b""))
+                    .await;
                 let raw = read_until_close(&mut s, Duration::from_millis(300)).await;
                 if raw.is_empty() {
                     refused = true;
@@ -890,9 +1015,15 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
         "the in-flight stream was cut by shutdown after {:?}: {text:?}",
         t0.elapsed()
     );
-    let st = p.wait_exit(Duration::from_secs(9)).await.expect("exit within the grace period");
+    let st = p
+        .wait_exit(Duration::from_secs(9))
+        .await
+        .expect("exit within the grace period");
     assert_eq!(st.code(), Some(0), "{st:?}; stderr:\n{}", p.stderr());
-    println!("SHUTDOWN: stream drained and process exited {:?} after SIGTERM", t0.elapsed());
+    println!(
+        "SHUTDOWN: stream drained and process exited {:?} after SIGTERM",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -913,14 +1044,21 @@ async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
         chat_body(false, "hang").as_bytes(),
     );
     let mut c = Conn::open(p.addr, &req).await;
-    assert_eq!(eu.wait_for(1, Duration::from_secs(3)).await.len(), 1, "the request reached the upstream");
+    assert_eq!(
+        eu.wait_for(1, Duration::from_secs(3)).await.len(),
+        1,
+        "the request reached the upstream"
+    );
     p.signal("TERM");
     let t0 = Instant::now();
     let st = p.wait_exit(Duration::from_secs(5)).await;
     let took = t0.elapsed();
     let st = st.unwrap_or_else(|| panic!("still running 5 s after SIGTERM with grace 1 s"));
     assert_eq!(st.code(), Some(0), "{st:?}; stderr:\n{}", p.stderr());
-    assert!(took < Duration::from_millis(2500), "exit took {took:?} with a 1 s grace period");
+    assert!(
+        took < Duration::from_millis(2500),
+        "exit took {took:?} with a 1 s grace period"
+    );
     assert!(
         took >= Duration::from_millis(800),
         "exited after {took:?}: the in-flight request was not given the grace period"
@@ -939,14 +1077,23 @@ async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
 async fn upstream_response_timeout_is_504() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-504");
-    let body = format!("[timeouts]\nupstream_response_secs = 1\n{}\n{}", upstream(&eu, &us), app_project("eu"));
+    let body = format!(
+        "[timeouts]\nupstream_response_secs = 1\n{}\n{}",
+        upstream(&eu, &us),
+        app_project("eu")
+    );
     let p = Proc::start(&dir, "a", &body, &[]).await;
     let t0 = Instant::now();
-    let r = p.chat(&[("x-mock-behavior", "hang")], &chat_body(false, "hang")).await;
+    let r = p
+        .chat(&[("x-mock-behavior", "hang")], &chat_body(false, "hang"))
+        .await;
     let took = t0.elapsed();
     r.assert_error(504, "upstream_timeout");
     assert!(took < Duration::from_millis(1500), "504 after {took:?}");
-    assert!(took >= Duration::from_millis(900), "504 after {took:?}: too early");
+    assert!(
+        took >= Duration::from_millis(900),
+        "504 after {took:?}: too early"
+    );
     assert_eq!(eu.request_count(), 1);
 }
 
@@ -990,7 +1137,11 @@ async fn concurrency_limit_is_503() {
 async fn stalled_request_body_is_400_after_request_body_secs() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-body-timeout");
-    let body = format!("[timeouts]\nrequest_body_secs = 1\n{}\n{}", upstream(&eu, &us), app_project("eu"));
+    let body = format!(
+        "[timeouts]\nrequest_body_secs = 1\n{}\n{}",
+        upstream(&eu, &us),
+        app_project("eu")
+    );
     let p = Proc::start(&dir, "a", &body, &[]).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let head = format!(
@@ -998,13 +1149,18 @@ async fn stalled_request_body_is_400_after_request_body_secs() {
         p.addr
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(br#"{"model":"gpt-4o-2024-08-06","messages":[{"role":"user","#).await.unwrap();
+    s.write_all(br#"{"model":"gpt-4o-2024-08-06","messages":[{"role":"user","#)
+        .await
+        .unwrap();
     let t0 = Instant::now();
     let raw = read_until_close(&mut s, Duration::from_secs(4)).await;
     let took = t0.elapsed();
     assert_eq!(status_of(&raw), Some(400), "{:?}", String::from_utf8_lossy(&raw));
     assert!(took < Duration::from_millis(1500), "400 after {took:?}");
-    assert!(took >= Duration::from_millis(900), "400 after {took:?}: too early");
+    assert!(
+        took >= Duration::from_millis(900),
+        "400 after {took:?}: too early"
+    );
     assert!(body_of(&raw)["error"]["code"].is_string());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(eu.request_count() + us.request_count(), 0);
@@ -1014,7 +1170,13 @@ async fn stalled_request_body_is_400_after_request_body_secs() {
 async fn oversized_request_head_is_refused() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-head");
-    let p = Proc::start(&dir, "a", &format!("{}\n{}", upstream(&eu, &us), app_project("eu")), &[]).await;
+    let p = Proc::start(
+        &dir,
+        "a",
+        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
+        &[],
+    )
+    .await;
     let mut head = format!("GET /v1/models HTTP/1.1\r\nHost: {}\r\n", p.addr);
     let pad = "a".repeat(1000);
     for i in 0..70 {
@@ -1033,7 +1195,11 @@ async fn oversized_request_head_is_refused() {
         String::from_utf8_lossy(&raw)
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(eu.request_count() + us.request_count(), 0, "an oversized head reached an upstream");
+    assert_eq!(
+        eu.request_count() + us.request_count(),
+        0,
+        "an oversized head reached an upstream"
+    );
     // A normal request still works afterwards.
     let r = p.send("GET", "/v1/models", &[], b"").await;
     assert!(r.status == 200 || r.status == 403, "{r:?}");
@@ -1048,10 +1214,13 @@ struct TestCert {
 }
 
 fn write_cert(cert: &Path, key: &Path) -> TestCert {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     std::fs::write(cert, ck.cert.pem()).unwrap();
     std::fs::write(key, ck.signing_key.serialize_pem()).unwrap();
-    TestCert { der: ck.cert.der().clone() }
+    TestCert {
+        der: ck.cert.der().clone(),
+    }
 }
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
@@ -1059,11 +1228,12 @@ type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 async fn tls_connect(addr: SocketAddr, trust: &TestCert, alpn: &[u8]) -> std::io::Result<Tls> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trust.der.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = TcpStream::connect(addr).await?;
@@ -1079,9 +1249,10 @@ async fn tls_chat(tls: Tls, h2: bool, content: &str) -> (u16, Option<String>, Op
     let io = hyper_util::rt::TokioIo::new(tls);
     let body = Full::new(Bytes::from(chat_body(false, content)));
     let res = if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-            .await
-            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let req = http::Request::post("https://localhost/v1/chat/completions")
             .header("content-type", "application/json")
@@ -1121,17 +1292,30 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
     );
     let p = Proc::start(&dir, "a", &body, &[]).await;
 
-    let tls = tls_connect(p.addr, &first, b"http/1.1").await.expect("TLS handshake (http/1.1)");
+    let tls = tls_connect(p.addr, &first, b"http/1.1")
+        .await
+        .expect("TLS handshake (http/1.1)");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let (status, up, decision, bytes) = tls_chat(tls, false, "over tls h1").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(up.as_deref(), Some("eu"));
     assert_eq!(decision.as_deref(), Some("allow"));
 
-    let tls = tls_connect(p.addr, &first, b"h2").await.expect("TLS handshake (h2)");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "ALPN h2 negotiated");
+    let tls = tls_connect(p.addr, &first, b"h2")
+        .await
+        .expect("TLS handshake (h2)");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN h2 negotiated"
+    );
     let (status, up, decision, bytes) = tls_chat(tls, true, "over tls h2").await;
-    assert_eq!(status, 200, "HTTP/2 over TLS: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        200,
+        "HTTP/2 over TLS: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     assert_eq!(up.as_deref(), Some("eu"));
     assert_eq!(decision.as_deref(), Some("allow"));
 
@@ -1152,7 +1336,11 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(new_ok, "the renewed certificate is not served after SIGHUP; stderr:\n{}", p.stderr());
+    assert!(
+        new_ok,
+        "the renewed certificate is not served after SIGHUP; stderr:\n{}",
+        p.stderr()
+    );
     assert!(
         tls_connect(p.addr, &first, b"http/1.1").await.is_err(),
         "the old certificate is still served to new connections"
@@ -1183,29 +1371,59 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
         sha256_hex(KEY_EU),
         sha256_hex(KEY_US)
     );
-    let p = Proc::start(&dir, "a", &body, &[("RP_OPS_GW_EU", UP_EU), ("RP_OPS_GW_US", UP_US)]).await;
+    let p = Proc::start(
+        &dir,
+        "a",
+        &body,
+        &[("RP_OPS_GW_EU", UP_EU), ("RP_OPS_GW_US", UP_US)],
+    )
+    .await;
 
-    let r = p.chat(&[("Authorization", &format!("Bearer {KEY_EU}"))], &chat_body(false, "eu key")).await;
+    let r = p
+        .chat(
+            &[("Authorization", &format!("Bearer {KEY_EU}"))],
+            &chat_body(false, "eu key"),
+        )
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     r.assert_residency("allow", "gw-eu", "eu");
-    let r = p.chat(&[("Authorization", &format!("Bearer {KEY_US}"))], &chat_body(false, "us key")).await;
+    let r = p
+        .chat(
+            &[("Authorization", &format!("Bearer {KEY_US}"))],
+            &chat_body(false, "us key"),
+        )
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     r.assert_residency("allow", "gw-us", "us");
     let e = eu.requests();
     let u = us.requests();
     assert_eq!((e.len(), u.len()), (1, 1));
-    assert_eq!(e[0].header("authorization").as_deref(), Some(format!("Bearer {UP_EU}").as_str()));
-    assert_eq!(u[0].header("authorization").as_deref(), Some(format!("Bearer {UP_US}").as_str()));
+    assert_eq!(
+        e[0].header("authorization").as_deref(),
+        Some(format!("Bearer {UP_EU}").as_str())
+    );
+    assert_eq!(
+        u[0].header("authorization").as_deref(),
+        Some(format!("Bearer {UP_US}").as_str())
+    );
     for rec in e.iter().chain(u.iter()) {
         for (_, v) in &rec.headers {
             let v = String::from_utf8_lossy(v);
-            assert!(!v.contains("sk-gw-client"), "a client key reached the upstream: {v}");
+            assert!(
+                !v.contains("sk-gw-client"),
+                "a client key reached the upstream: {v}"
+            );
         }
     }
 
     // Unknown key (and no key): 401 without reading the body, even though the default
     // project exists.
-    let r = p.chat(&[("Authorization", "Bearer sk-unknown-0000")], &chat_body(false, "x")).await;
+    let r = p
+        .chat(
+            &[("Authorization", "Bearer sk-unknown-0000")],
+            &chat_body(false, "x"),
+        )
+        .await;
     r.assert_error(401, "invalid_api_key");
     let r = p.chat(&[], &chat_body(false, "x")).await;
     r.assert_error(401, "invalid_api_key");
@@ -1223,11 +1441,23 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
     let t0 = Instant::now();
     let raw = read_until_close(&mut s, Duration::from_secs(3)).await;
     let took = t0.elapsed();
-    assert_eq!(status_of(&raw), Some(401), "{:?} after {took:?}", String::from_utf8_lossy(&raw));
+    assert_eq!(
+        status_of(&raw),
+        Some(401),
+        "{:?} after {took:?}",
+        String::from_utf8_lossy(&raw)
+    );
     assert_eq!(body_of(&raw)["error"]["code"], "invalid_api_key");
-    assert!(took < Duration::from_millis(1000), "401 after {took:?}: the proxy waited for the body");
+    assert!(
+        took < Duration::from_millis(1000),
+        "401 after {took:?}: the proxy waited for the body"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(eu.request_count() + us.request_count(), 2, "nothing more reached an upstream");
+    assert_eq!(
+        eu.request_count() + us.request_count(),
+        2,
+        "nothing more reached an upstream"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1238,7 +1468,13 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
 async fn idle_rss_is_small() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-rss");
-    let p = Proc::start(&dir, "a", &format!("{}\n{}", upstream(&eu, &us), app_project("eu")), &[]).await;
+    let p = Proc::start(
+        &dir,
+        "a",
+        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
+        &[],
+    )
+    .await;
     for i in 0..20 {
         let r = p.chat(&[], &chat_body(i % 2 == 0, "rss")).await;
         assert_eq!(r.status, 200);
@@ -1251,10 +1487,19 @@ async fn idle_rss_is_small() {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
-    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap_or("?").trim().to_string();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
     println!(
         "IDLE RSS ({} build): {:.1} MiB ({kib} KiB), {threads} threads",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         kib as f64 / 1024.0
     );
     assert!(kib < 64 * 1024, "idle RSS {kib} KiB");

@@ -36,7 +36,10 @@ async fn us_project_goes_to_us_only() {
     assert_eq!(r.header("x-mock-upstream"), Some("us"));
     assert_eq!(env.us.request_count(), 1);
     assert_eq!(env.eu.request_count(), 0);
-    assert_eq!(env.us.requests()[0].host.as_deref(), Some(env.us.addr().to_string().as_str()));
+    assert_eq!(
+        env.us.requests()[0].host.as_deref(),
+        Some(env.us.addr().to_string().as_str())
+    );
 }
 
 #[tokio::test]
@@ -49,7 +52,11 @@ async fn many_requests_keep_their_regions() {
             env.proxy.addr,
             "POST",
             CHAT,
-            &[("Content-Type", "application/json"), ("OpenAI-Project", project), ("X-Seq", &i.to_string())],
+            &[
+                ("Content-Type", "application/json"),
+                ("OpenAI-Project", project),
+                ("X-Seq", &i.to_string()),
+            ],
             chat().as_bytes(),
         );
         let addr = env.proxy.addr;
@@ -75,21 +82,54 @@ async fn many_requests_keep_their_regions() {
 #[tokio::test]
 async fn selection_by_client_key_hash() {
     let env = Env::standard().await;
-    let r = env.post_json(CHAT, &[("Authorization", &format!("Bearer {US_CLIENT_KEY}"))], &chat()).await;
-    r.assert_residency("allow", "us-std", "us");
-    let r = env.post_json(CHAT, &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))], &chat()).await;
-    r.assert_residency("allow", "eu-zdr", "eu");
-    // The key wins over an OpenAI-Project header naming another project.
     let r = env
         .post_json(
             CHAT,
-            &[("Authorization", &format!("Bearer {US_CLIENT_KEY}")), ("OpenAI-Project", "proj_eu_mam")],
+            &[("Authorization", &format!("Bearer {US_CLIENT_KEY}"))],
+            &chat(),
+        )
+        .await;
+    r.assert_residency("allow", "us-std", "us");
+    let r = env
+        .post_json(
+            CHAT,
+            &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))],
+            &chat(),
+        )
+        .await;
+    r.assert_residency("allow", "eu-zdr", "eu");
+    // A key and an OpenAI-Project header naming the same project agree.
+    let r = env
+        .post_json(
+            CHAT,
+            &[
+                ("Authorization", &format!("Bearer {US_CLIENT_KEY}")),
+                ("OpenAI-Project", "proj_us"),
+            ],
             &chat(),
         )
         .await;
     r.assert_residency("allow", "us-std", "us");
     assert_eq!(env.us.request_count(), 2);
     assert_eq!(env.us.requests()[1].header_all("openai-project"), ["proj_us"]);
+    // A key and a header naming different projects are ambiguous: refused, not guessed.
+    let r = env
+        .post_json(
+            CHAT,
+            &[
+                ("Authorization", &format!("Bearer {US_CLIENT_KEY}")),
+                ("OpenAI-Project", "proj_eu_mam"),
+            ],
+            &chat(),
+        )
+        .await;
+    let v = r.assert_denied("no_project", None);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("ambiguous"),
+        "{v}"
+    );
+    assert_eq!(env.us.request_count(), 2);
+    assert_eq!(env.eu.request_count(), 1);
 }
 
 #[tokio::test]
@@ -100,7 +140,13 @@ async fn selection_by_openai_project_header() {
         ("proj_us_zdr", "us-zdr", "us"),
         ("proj_eu_img", "eu-img", "eu"),
     ] {
-        let r = env.post_json(CHAT, &[("Authorization", "Bearer sk-unknown"), ("OpenAI-Project", header)], &chat()).await;
+        let r = env
+            .post_json(
+                CHAT,
+                &[("Authorization", "Bearer sk-unknown"), ("OpenAI-Project", header)],
+                &chat(),
+            )
+            .await;
         assert_eq!(r.status, 200, "{r:#?}");
         r.assert_residency("allow", name, region);
     }
@@ -111,18 +157,23 @@ async fn selection_by_openai_project_header() {
 #[tokio::test]
 async fn default_project_when_nothing_matches() {
     let env = Env::standard().await;
-    let r = env.post_json(CHAT, &[("Authorization", "Bearer sk-unknown")], &chat()).await;
+    let r = env
+        .post_json(CHAT, &[("Authorization", "Bearer sk-unknown")], &chat())
+        .await;
     assert_eq!(r.status, 200, "{r:#?}");
     r.assert_residency("allow", "eu-zdr", "eu");
     let r = env.post_json(CHAT, &[], &chat()).await;
     r.assert_residency("allow", "eu-zdr", "eu");
-    // An OpenAI-Project header naming no project falls back to the default too; upstream it
-    // carries the default project's openai_project.
-    let r = env.post_json(CHAT, &[("OpenAI-Project", "proj_someone_else")], &chat()).await;
-    r.assert_residency("allow", "eu-zdr", "eu");
     let got = env.eu.requests();
-    assert_eq!(got.len(), 3);
-    assert_eq!(got[2].header_all("openai-project"), ["proj_eu"]);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header_all("openai-project"), ["proj_eu"]);
+    // An OpenAI-Project header naming an OpenAI project no configured project has is not
+    // silently sent under the default project's OpenAI project: refused as ambiguous.
+    let r = env
+        .post_json(CHAT, &[("OpenAI-Project", "proj_someone_else")], &chat())
+        .await;
+    r.assert_denied("no_project", None);
+    assert_eq!(env.eu.request_count(), 2);
     assert_eq!(env.us.request_count(), 0);
 }
 
@@ -133,14 +184,20 @@ async fn keep_alive_connection_serves_several_projects() {
         env.proxy.addr,
         "POST",
         CHAT,
-        &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_eu")],
+        &[
+            ("Content-Type", "application/json"),
+            ("OpenAI-Project", "proj_eu"),
+        ],
         chat().as_bytes(),
     );
     req.extend(build_request(
         env.proxy.addr,
         "POST",
         CHAT,
-        &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_us")],
+        &[
+            ("Content-Type", "application/json"),
+            ("OpenAI-Project", "proj_us"),
+        ],
         chat().as_bytes(),
     ));
     let mut c = Conn::open(env.proxy.addr, &req).await;

@@ -29,19 +29,31 @@ api_key_sha256 = ["{}"]
     );
     let env = Env::with("", &projects, &[]).await;
     let r = env
-        .post_json(CHAT, &[("Authorization", "Bearer sk-someone-else")], &chat_body("gpt-4o-2024-08-06"))
+        .post_json(
+            CHAT,
+            &[("Authorization", "Bearer sk-someone-else")],
+            &chat_body("gpt-4o-2024-08-06"),
+        )
         .await;
     r.assert_denied("no_project", None);
     assert!(r.header("x-residency-project").is_some(), "{r:#?}");
     assert!(r.header("x-residency-region").is_some(), "{r:#?}");
     // An OpenAI-Project header naming no project is no better.
     let r = env
-        .post_json(CHAT, &[("OpenAI-Project", "proj_nobody")], &chat_body("gpt-4o-2024-08-06"))
+        .post_json(
+            CHAT,
+            &[("OpenAI-Project", "proj_nobody")],
+            &chat_body("gpt-4o-2024-08-06"),
+        )
         .await;
     r.assert_denied("no_project", None);
     // The same project is reachable by its key and by its header.
     let ok = env
-        .post_json(CHAT, &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))], &chat_body("gpt-4o-2024-08-06"))
+        .post_json(
+            CHAT,
+            &[("Authorization", &format!("Bearer {EU_CLIENT_KEY}"))],
+            &chat_body("gpt-4o-2024-08-06"),
+        )
         .await;
     assert_eq!(ok.status, 200, "{ok:#?}");
     ok.assert_residency("allow", "eu-only", "eu");
@@ -79,12 +91,26 @@ async fn unknown_endpoint_fails_closed() {
         ("PUT", CHAT),
     ] {
         let r = env
-            .send(method, path, &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_us")], b"{}")
+            .send(
+                method,
+                path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("OpenAI-Project", "proj_us"),
+                ],
+                b"{}",
+            )
             .await;
         let v = r.assert_denied("unknown_endpoint", None);
         assert_eq!(r.rules(), ["unknown_endpoint"], "{method} {path}");
         r.assert_residency("deny", "us-std", "us");
-        assert!(v["error"]["message"].as_str().unwrap().contains(path.split('?').next().unwrap()), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(path.split('?').next().unwrap()),
+            "{v}"
+        );
     }
     env.assert_nothing_forwarded().await;
 }
@@ -97,7 +123,10 @@ async fn endpoint_region_realtime_is_us_only() {
     let v = r.assert_denied("endpoint_region", None);
     r.assert_residency("deny", "eu-mam", "eu");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("eu") && msg.contains("/v1/realtime"), "message names region and endpoint: {msg}");
+    assert!(
+        msg.contains("eu") && msg.contains("/v1/realtime"),
+        "message names region and endpoint: {msg}"
+    );
     // The websocket handshake is refused before any upgrade.
     let r = env
         .send(
@@ -132,19 +161,35 @@ async fn model_not_eligible_alias_and_missing_model() {
     assert!(v["error"]["message"].as_str().unwrap().contains("gpt-4o"), "{v}");
     r.assert_residency("deny", "eu-mam", "eu");
     // Also in the US, which is a residency region too.
-    let r = env.post_as("proj_us", RESPONSES, &json!({"model": "gpt-4o", "input": "hi"}).to_string()).await;
+    let r = env
+        .post_as(
+            "proj_us",
+            RESPONSES,
+            &json!({"model": "gpt-4o", "input": "hi"}).to_string(),
+        )
+        .await;
     r.assert_denied("model_not_eligible", Some("model"));
     // No model at all.
-    let r = env.post_as("proj_us", CHAT, &json!({"messages": []}).to_string()).await;
+    let r = env
+        .post_as("proj_us", CHAT, &json!({"messages": []}).to_string())
+        .await;
     r.assert_denied("model_not_eligible", Some("model"));
     // A model that is not an embeddings model.
     let r = env
-        .post_as("proj_eu_mam", "/v1/embeddings", &json!({"model": "text-embedding-9", "input": "x"}).to_string())
+        .post_as(
+            "proj_eu_mam",
+            "/v1/embeddings",
+            &json!({"model": "text-embedding-9", "input": "x"}).to_string(),
+        )
         .await;
     r.assert_denied("model_not_eligible", Some("model"));
     // Images: only dall-e-3 is listed (gpt-image-1 is not, outside ZDR).
     let r = env
-        .post_as("proj_eu_mam", "/v1/images/generations", &json!({"model": "gpt-image-1", "prompt": "x"}).to_string())
+        .post_as(
+            "proj_eu_mam",
+            "/v1/images/generations",
+            &json!({"model": "gpt-image-1", "prompt": "x"}).to_string(),
+        )
         .await;
     r.assert_denied("model_not_eligible", Some("model"));
     env.assert_nothing_forwarded().await;
@@ -154,8 +199,14 @@ async fn model_not_eligible_alias_and_missing_model() {
         (CHAT, chat_body("gpt-4o-2024-08-06")),
         (CHAT, chat_body("gpt-4.1-2025-04-14")),
         (CHAT, chat_body("gpt-4o-mini-2024-07-18")),
-        ("/v1/embeddings", json!({"model": "text-embedding-3-small", "input": "x"}).to_string()),
-        ("/v1/images/generations", json!({"model": "dall-e-3", "prompt": "x"}).to_string()),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "x"}).to_string(),
+        ),
+        (
+            "/v1/images/generations",
+            json!({"model": "dall-e-3", "prompt": "x"}).to_string(),
+        ),
     ] {
         let r = env.post_as("proj_eu_mam", path, &body).await;
         assert_eq!(r.status, 200, "{path} {body}: {r:#?}");
@@ -172,9 +223,19 @@ async fn zdr_endpoint_stateful_apis() {
     let r = env.post_as("proj_eu", "/v1/fine_tuning/jobs", &ft).await;
     let v = r.assert_denied("zdr_endpoint", None);
     r.assert_residency("deny", "eu-zdr", "eu");
-    assert!(v["error"]["message"].as_str().unwrap().contains("/v1/fine_tuning/jobs"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/fine_tuning/jobs"),
+        "{v}"
+    );
     for (method, path, body) in [
-        ("POST", "/v1/assistants", json!({"model": "gpt-4o-2024-08-06"}).to_string()),
+        (
+            "POST",
+            "/v1/assistants",
+            json!({"model": "gpt-4o-2024-08-06"}).to_string(),
+        ),
         ("POST", "/v1/threads", "{}".to_string()),
         ("POST", "/v1/vector_stores", json!({"name": "x"}).to_string()),
         ("GET", "/v1/files", String::new()),
@@ -188,7 +249,10 @@ async fn zdr_endpoint_stateful_apis() {
             .send(
                 method,
                 path,
-                &[("Content-Type", "application/json"), ("OpenAI-Project", "proj_eu")],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("OpenAI-Project", "proj_eu"),
+                ],
                 body.as_bytes(),
             )
             .await;
@@ -210,17 +274,29 @@ async fn zdr_endpoint_stateful_apis() {
 async fn zdr_model_dall_e_3_and_eu_zdr_images_always_denied() {
     let env = Env::standard().await;
     let r = env
-        .post_as("proj_eu", "/v1/images/generations", &json!({"model": "dall-e-3", "prompt": "a cat"}).to_string())
+        .post_as(
+            "proj_eu",
+            "/v1/images/generations",
+            &json!({"model": "dall-e-3", "prompt": "a cat"}).to_string(),
+        )
         .await;
     r.assert_denied("zdr_model", Some("model"));
     r.assert_residency("deny", "eu-zdr", "eu");
     let r = env
-        .post_as("proj_us_zdr", "/v1/images/generations", &json!({"model": "dall-e-3", "prompt": "a cat"}).to_string())
+        .post_as(
+            "proj_us_zdr",
+            "/v1/images/generations",
+            &json!({"model": "dall-e-3", "prompt": "a cat"}).to_string(),
+        )
         .await;
     r.assert_denied("zdr_model", Some("model"));
     // gpt-image-1 is ZDR-compatible but not an eligible residency model: still denied in eu.
     let r = env
-        .post_as("proj_eu", "/v1/images/generations", &json!({"model": "gpt-image-1", "prompt": "a cat"}).to_string())
+        .post_as(
+            "proj_eu",
+            "/v1/images/generations",
+            &json!({"model": "gpt-image-1", "prompt": "a cat"}).to_string(),
+        )
         .await;
     assert_eq!(r.status, 403, "{r:#?}");
     assert_eq!(r.header("x-residency-decision"), Some("deny"));
@@ -258,12 +334,21 @@ async fn stateful_feature_under_zdr() {
 #[tokio::test]
 async fn stored_response_retrieval_is_denied_under_zdr() {
     let env = Env::standard().await;
-    let r = env.send("GET", "/v1/responses/resp_123", &[("OpenAI-Project", "proj_eu")], b"").await;
+    let r = env
+        .send(
+            "GET",
+            "/v1/responses/resp_123",
+            &[("OpenAI-Project", "proj_eu")],
+            b"",
+        )
+        .await;
     assert_eq!(r.status, 403, "{r:#?}");
     assert_eq!(r.header("x-residency-decision"), Some("deny"));
     let rules = r.rules();
     assert!(
-        rules.iter().any(|x| x == "stateful_feature" || x == "zdr_endpoint"),
+        rules
+            .iter()
+            .any(|x| x == "stateful_feature" || x == "zdr_endpoint"),
         "GET /v1/responses/{{id}} needs stored state: {rules:?}"
     );
     env.assert_nothing_forwarded().await;
@@ -283,10 +368,19 @@ async fn store_rewrite_and_reject() {
     let got = env.eu.requests();
     assert_eq!(got.len(), 2);
     for g in &got {
-        assert_eq!(&g.body[..], br#"{"model":"gpt-4o-2024-08-06","store":false,"messages":[]}"#);
+        assert_eq!(
+            &g.body[..],
+            br#"{"model":"gpt-4o-2024-08-06","store":false,"messages":[]}"#
+        );
     }
     // ... refused with store = "reject" ...
-    let r = env.post_as("proj_eu_reject", CHAT, r#"{"model":"gpt-4o-2024-08-06","store":true,"messages":[]}"#).await;
+    let r = env
+        .post_as(
+            "proj_eu_reject",
+            CHAT,
+            r#"{"model":"gpt-4o-2024-08-06","store":true,"messages":[]}"#,
+        )
+        .await;
     r.assert_denied("store", Some("store"));
     r.assert_residency("deny", "eu-reject", "eu");
     assert_eq!(env.eu.request_count(), 2);
@@ -322,7 +416,10 @@ async fn responses_store_false_inserted_under_zdr() {
     let mut expected = body.clone();
     expected["store"] = json!(false);
     assert_eq!(got[0].json().unwrap(), expected);
-    assert_eq!(got[0].header("content-length"), Some(got[0].body.len().to_string()));
+    assert_eq!(
+        got[0].header("content-length"),
+        Some(got[0].body.len().to_string())
+    );
     // With store = "reject", a response that would be stored (default true) is refused.
     let r = env.post_as("proj_eu_reject", RESPONSES, &body.to_string()).await;
     r.assert_denied("store", Some("store"));
@@ -341,15 +438,23 @@ async fn image_input_needs_approval_outside_us() {
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     ]}]})
     .to_string();
-    let responses = json!({"model": "gpt-4.1-2025-04-14", "store": false, "input": [{"role": "user", "content": [
-        {"type": "input_text", "text": "what is this"},
-        {"type": "input_image", "image_url": "https://example.com/cat.png"}
-    ]}]})
-    .to_string();
+    let responses =
+        json!({"model": "gpt-4.1-2025-04-14", "store": false, "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "what is this"},
+            {"type": "input_image", "image_url": "https://example.com/cat.png"}
+        ]}]})
+        .to_string();
     let r = env.post_as("proj_eu", CHAT, &chat).await;
     let v = r.assert_denied("image_input", None);
     r.assert_residency("deny", "eu-zdr", "eu");
-    assert!(v["error"]["message"].as_str().unwrap().to_lowercase().contains("image"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("image"),
+        "{v}"
+    );
     let r = env.post_as("proj_eu", RESPONSES, &responses).await;
     r.assert_denied("image_input", None);
     let r = env.post_as("proj_eu_mam", CHAT, &chat).await;
@@ -364,7 +469,8 @@ async fn image_input_needs_approval_outside_us() {
     assert_eq!(r.status, 200, "{r:#?}");
     r.assert_residency("allow", "us-std", "us");
     // Text that merely mentions image_url is not an image.
-    let text = json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "type image_url"}]});
+    let text =
+        json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "type image_url"}]});
     let r = env.post_as("proj_eu", CHAT, &text.to_string()).await;
     assert_eq!(r.status, 200, "{r:#?}");
 }
@@ -377,7 +483,14 @@ async fn hipaa_refuses_web_search() {
     let r = env.post_as("proj_us_hipaa", RESPONSES, &body.to_string()).await;
     let v = r.assert_denied("hipaa", None);
     r.assert_residency("deny", "us-hipaa", "us");
-    assert!(v["error"]["message"].as_str().unwrap().to_lowercase().contains("search"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("search"),
+        "{v}"
+    );
     let chat = json!({"model": "gpt-4o-2024-08-06", "messages": [], "web_search_options": {}});
     let r = env.post_as("proj_us_hipaa", CHAT, &chat.to_string()).await;
     r.assert_denied("hipaa", None);
@@ -406,16 +519,20 @@ async fn report_mode_forwards_and_marks() {
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0].body[..], ft.as_bytes());
     // A compliant request in report mode is a plain allow.
-    let r = env.post_as("proj_eu_report", CHAT, &chat_body("gpt-4o-2024-08-06")).await;
+    let r = env
+        .post_as("proj_eu_report", CHAT, &chat_body("gpt-4o-2024-08-06"))
+        .await;
     r.assert_residency("allow", "eu-report", "eu");
 }
 
 #[tokio::test]
 async fn models_listing_is_allowed_everywhere() {
     let env = Env::standard().await;
-    for (project, name, region) in
-        [("proj_eu", "eu-zdr", "eu"), ("proj_us", "us-std", "us"), ("proj_us_hipaa", "us-hipaa", "us")]
-    {
+    for (project, name, region) in [
+        ("proj_eu", "eu-zdr", "eu"),
+        ("proj_us", "us-std", "us"),
+        ("proj_us_hipaa", "us-hipaa", "us"),
+    ] {
         for path in ["/v1/models", "/v1/models/gpt-4o", "/v1/models/dall-e-2"] {
             let r = env.send("GET", path, &[("OpenAI-Project", project)], b"").await;
             assert_eq!(r.status, 200, "{project} {path}: {r:#?}");
@@ -432,11 +549,25 @@ async fn models_listing_is_allowed_everywhere() {
 #[tokio::test]
 async fn several_rules_are_comma_separated() {
     let env = Env::standard().await;
-    let r = env.post_as("proj_eu", CHAT, r#"{"model":"gpt-4o","store":true,"messages":[]}"#).await;
+    let r = env
+        .post_as(
+            "proj_eu",
+            CHAT,
+            r#"{"model":"gpt-4o","store":true,"messages":[]}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{r:#?}");
     r.assert_residency("rewrite", "eu-zdr", "eu");
     let mut rules = r.rules();
     rules.sort();
-    assert_eq!(rules, ["alias", "store"], "raw header: {:?}", r.header("x-residency-rule"));
-    assert_eq!(&env.eu.requests()[0].body[..], br#"{"model":"gpt-4o-2024-08-06","store":false,"messages":[]}"#);
+    assert_eq!(
+        rules,
+        ["alias", "store"],
+        "raw header: {:?}",
+        r.header("x-residency-rule")
+    );
+    assert_eq!(
+        &env.eu.requests()[0].body[..],
+        br#"{"model":"gpt-4o-2024-08-06","store":false,"messages":[]}"#
+    );
 }

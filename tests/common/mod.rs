@@ -34,7 +34,10 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let dir = std::env::temp_dir().join(format!(
             "rp-test-{tag}-{}-{}-{nanos}",
             std::process::id(),
@@ -210,7 +213,14 @@ impl Proxy {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Proxy { child, addr, admin, config, stderr_path, _dir: dir }
+        Proxy {
+            child,
+            addr,
+            admin,
+            config,
+            stderr_path,
+            _dir: dir,
+        }
     }
 
     /// What the proxy wrote to stderr so far.
@@ -279,7 +289,8 @@ impl Env {
 
     /// Sends a request built from parts to the proxy.
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        self.raw(&build_request(self.proxy.addr, method, path, headers, body)).await
+        self.raw(&build_request(self.proxy.addr, method, path, headers, body))
+            .await
     }
 
     /// POSTs a JSON body with `Authorization: Bearer key` and extra headers.
@@ -291,8 +302,15 @@ impl Env {
 
     /// POSTs JSON as project `openai_project` (header selection).
     pub async fn post_as(&self, openai_project: &str, path: &str, body: &str) -> Resp {
-        self.post_json(path, &[("OpenAI-Project", openai_project), ("Authorization", "Bearer sk-client-x")], body)
-            .await
+        self.post_json(
+            path,
+            &[
+                ("OpenAI-Project", openai_project),
+                ("Authorization", "Bearer sk-client-x"),
+            ],
+            body,
+        )
+        .await
     }
 
     /// Asserts no mock received anything (waiting briefly so a late forward would be seen).
@@ -302,15 +320,29 @@ impl Env {
             self.upstream_total(),
             0,
             "a denied request reached an upstream: eu={:?} us={:?}",
-            self.eu.requests().iter().map(|r| &r.path_and_query).collect::<Vec<_>>(),
-            self.us.requests().iter().map(|r| &r.path_and_query).collect::<Vec<_>>()
+            self.eu
+                .requests()
+                .iter()
+                .map(|r| &r.path_and_query)
+                .collect::<Vec<_>>(),
+            self.us
+                .requests()
+                .iter()
+                .map(|r| &r.path_and_query)
+                .collect::<Vec<_>>()
         );
     }
 }
 
 /// Builds an HTTP/1.1 request: request line, `Host: <proxy>`, `headers` in order, and
 /// `Content-Length` when there is a body or the method is POST/PUT/PATCH.
-pub fn build_request(host: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub fn build_request(
+    host: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -328,7 +360,7 @@ pub fn build_request(host: SocketAddr, method: &str, path: &str, headers: &[(&st
 }
 
 /// A response as read off the wire.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Resp {
     pub status: u16,
     /// Names as sent (case preserved) and values.
@@ -339,18 +371,40 @@ pub struct Resp {
     pub chunked: bool,
 }
 
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resp")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("chunked", &self.chunked)
+            .finish()
+    }
+}
+
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -360,25 +414,47 @@ impl Resp {
     /// `x-residency-rule` split on commas.
     pub fn rules(&self) -> Vec<String> {
         self.header("x-residency-rule")
-            .map(|r| r.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Asserts the three residency headers every response carries.
     pub fn assert_residency(&self, decision: &str, project: &str, region: &str) {
-        assert_eq!(self.header("x-residency-decision"), Some(decision), "decision; {self:#?}");
-        assert_eq!(self.header("x-residency-project"), Some(project), "project; {self:#?}");
-        assert_eq!(self.header("x-residency-region"), Some(region), "region; {self:#?}");
+        assert_eq!(
+            self.header("x-residency-decision"),
+            Some(decision),
+            "decision; {self:#?}"
+        );
+        assert_eq!(
+            self.header("x-residency-project"),
+            Some(project),
+            "project; {self:#?}"
+        );
+        assert_eq!(
+            self.header("x-residency-region"),
+            Some(region),
+            "region; {self:#?}"
+        );
     }
 
     /// Asserts a policy denial: 403, x-should-retry false, the error shape, the rule.
     pub fn assert_denied(&self, rule: &str, param: Option<&str>) -> Value {
         assert_eq!(self.status, 403, "{self:#?}");
         assert_eq!(self.header("x-residency-decision"), Some("deny"), "{self:#?}");
-        assert!(self.rules().iter().any(|r| r == rule), "rule {rule} not in {:?}", self.rules());
+        assert!(
+            self.rules().iter().any(|r| r == rule),
+            "rule {rule} not in {:?}",
+            self.rules()
+        );
         assert_eq!(self.header("x-should-retry"), Some("false"), "{self:#?}");
         assert!(
-            self.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
             "{self:#?}"
         );
         let v = self.json();
@@ -421,7 +497,10 @@ impl Conn {
     pub async fn open(addr: SocketAddr, request: &[u8]) -> Conn {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream.write_all(request).await.unwrap();
-        Conn { stream, buf: Vec::new() }
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Reads more bytes into the buffer; false on EOF or error.
@@ -499,7 +578,10 @@ impl Conn {
     pub async fn response(&mut self, head_request: bool) -> Option<Resp> {
         let (status, headers) = self.head().await?;
         let get = |name: &str| {
-            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         };
         let chunked = get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
         let body = if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
@@ -515,7 +597,12 @@ impl Conn {
         } else {
             self.to_end().await
         };
-        Some(Resp { status, headers, body, chunked })
+        Some(Resp {
+            status,
+            headers,
+            body,
+            chunked,
+        })
     }
 }
 
@@ -539,7 +626,11 @@ pub fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> std::pr
     let mut cmd = std::process::Command::new(BIN);
     cmd.args(args)
         .env_remove("RESIDENCY_CONFIG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {

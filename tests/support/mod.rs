@@ -398,11 +398,19 @@ pub async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(
 pub struct HashedRequest {
     pub head: String,
     pub body_len: u64,
+    /// sha256 of the body (empty when a [`BodyCheck`] was given instead).
     pub body_sha256: String,
+    /// With a [`BodyCheck`]: the offset of the first byte that differed from the expected
+    /// body, if any.
+    pub first_mismatch: Option<u64>,
 }
 
-/// A tiny HTTP/1.1 upstream that hashes request bodies as they stream in (never holding them)
-/// and answers `200 {"id":"file-hashed"}`. Understands Content-Length and chunked bodies.
+/// Compares body bytes at an offset with what was sent (cheaper than hashing in a debug build).
+pub type BodyCheck = Arc<dyn Fn(u64, &[u8]) -> bool + Send + Sync>;
+
+/// A tiny HTTP/1.1 upstream that hashes (or, with a [`BodyCheck`], compares) request bodies
+/// as they stream in, never holding them, and answers `200 {"id":"file-hashed"}`. Understands
+/// Content-Length and chunked bodies.
 pub struct HashingUpstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<HashedRequest>>>,
@@ -412,6 +420,10 @@ pub struct HashingUpstream {
 
 impl HashingUpstream {
     pub async fn start() -> HashingUpstream {
+        HashingUpstream::start_with(None).await
+    }
+
+    pub async fn start_with(check: Option<BodyCheck>) -> HashingUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -419,9 +431,9 @@ impl HashingUpstream {
         let (s, p) = (seen.clone(), progress.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (s, p) = (s.clone(), p.clone());
+                let (s, p, c) = (s.clone(), p.clone(), check.clone());
                 tokio::spawn(async move {
-                    let _ = hashing_conn(stream, s, p).await;
+                    let _ = hashing_conn(stream, s, p, c).await;
                 });
             }
         });
@@ -436,6 +448,7 @@ async fn hashing_conn(
     stream: TcpStream,
     seen: Arc<Mutex<Vec<HashedRequest>>>,
     progress: Arc<AtomicU64>,
+    check: Option<BodyCheck>,
 ) -> std::io::Result<()> {
     let mut r = TokioBufReader::with_capacity(256 * 1024, stream);
     loop {
@@ -460,6 +473,15 @@ async fn hashing_conn(
             r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         let mut hasher = Sha256::new();
+        let mut first_mismatch = None;
+        let mut feed = |at: u64, data: &[u8]| match &check {
+            None => hasher.update(data),
+            Some(c) => {
+                if first_mismatch.is_none() && !c(at, data) {
+                    first_mismatch = Some(at);
+                }
+            }
+        };
         let mut total = 0u64;
         progress.store(0, Ordering::Relaxed);
         let mut buf = vec![0u8; 256 * 1024];
@@ -480,7 +502,7 @@ async fn hashing_conn(
                 while left > 0 {
                     let k = (left as usize).min(buf.len());
                     r.read_exact(&mut buf[..k]).await?;
-                    hasher.update(&buf[..k]);
+                    feed(total, &buf[..k]);
                     left -= k as u64;
                     total += k as u64;
                     progress.store(total, Ordering::Relaxed);
@@ -499,7 +521,7 @@ async fn hashing_conn(
                         "short body",
                     ));
                 }
-                hasher.update(&buf[..got]);
+                feed(total, &buf[..got]);
                 left -= got as u64;
                 total += got as u64;
                 progress.store(total, Ordering::Relaxed);
@@ -508,7 +530,12 @@ async fn hashing_conn(
         seen.lock().unwrap().push(HashedRequest {
             head: head.clone(),
             body_len: total,
-            body_sha256: hex::encode(hasher.finalize()),
+            body_sha256: if check.is_none() {
+                hex::encode(hasher.finalize())
+            } else {
+                String::new()
+            },
+            first_mismatch,
         });
         let body = br#"{"id":"file-hashed","object":"file","bytes":0,"created_at":0,"filename":"big.jsonl","purpose":"assistants","status":"processed"}"#;
         let res = format!(
