@@ -513,6 +513,35 @@ impl Upload {
     }
 }
 
+#[test]
+fn the_upload_checker_notices_a_changed_byte() {
+    let u = Upload::new("PRE", "EPI", 64, 3);
+    let mut all = u.pre.clone();
+    let mut b = Vec::new();
+    for i in 0..u.blocks {
+        u.block(i, &mut b);
+        all.extend_from_slice(&b);
+    }
+    all.extend_from_slice(&u.epi);
+    assert_eq!(all.len() as u64, u.total());
+    assert!(u.check(0, &all));
+    for split in [1, 3, 5, 67, 70, 131, 190, 197] {
+        assert!(
+            u.check(0, &all[..split]) && u.check(split as u64, &all[split..]),
+            "split {split}"
+        );
+    }
+    for at in [0, 3, 4, 10, 67, 100, 195, all.len() - 1] {
+        let mut bad = all.clone();
+        bad[at] ^= 1;
+        assert!(!u.check(0, &bad), "a flipped byte at {at} went unnoticed");
+    }
+    assert!(
+        !u.check(0, &[all.clone(), b"x".to_vec()].concat()),
+        "a trailing extra byte"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_file_upload_streams_through_in_bounded_memory() {
     const SIZE: u64 = 256 * 1024 * 1024;
