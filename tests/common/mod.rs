@@ -569,7 +569,7 @@ impl Conn {
     }
 
     /// Reads until EOF.
-    pub async fn to_end(&mut self) -> Vec<u8> {
+    pub async fn read_rest(&mut self) -> Vec<u8> {
         while self.fill().await {}
         std::mem::take(&mut self.buf)
     }
@@ -595,7 +595,7 @@ impl Conn {
         } else if let Some(len) = get("content-length").and_then(|l| l.parse::<usize>().ok()) {
             self.exact(len).await
         } else {
-            self.to_end().await
+            self.read_rest().await
         };
         Some(Resp {
             status,
