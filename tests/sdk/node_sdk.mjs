@@ -17,6 +17,7 @@
 
 import OpenAI, { toFile } from 'openai';
 import { VERSION } from 'openai/version';
+import { OpenAIRealtimeWS } from 'openai/realtime/ws';
 
 const EU_MODEL = 'gpt-4o-2024-08-06';
 
@@ -73,6 +74,38 @@ function wavBytes(ms = 250, rate = 8000) {
 function batchLine(i, model) {
   const body = { model, messages: [{ role: 'user', content: `batch ${i}` }] };
   return JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url: '/v1/chat/completions', body }) + '\n';
+}
+
+const REALTIME_MODEL = 'gpt-4o-realtime-preview-2024-12-17';
+
+// Opens a realtime websocket through the SDK (OpenAIRealtimeWS on the `ws` package) and
+// resolves with the first `n` events or rejects with the connection error.
+function realtimeEvents(project, n, send) {
+  return new Promise((resolve, reject) => {
+    const c = client({ project });
+    OpenAIRealtimeWS.create(c, { model: REALTIME_MODEL, options: { headers: { 'OpenAI-Project': project } } })
+      .then((rt) => {
+        const got = [];
+        const done = (f) => {
+          clearTimeout(timer);
+          try {
+            rt.close();
+          } catch {}
+          f();
+        };
+        const timer = setTimeout(() => done(() => reject(new Error(`timeout; got ${JSON.stringify(got)}`))), 10_000);
+        rt.socket.on('unexpected-response', (_req, res) =>
+          done(() => reject(new Error(`unexpected-response ${res.statusCode}`))),
+        );
+        rt.on('error', (e) => done(() => reject(e)));
+        rt.socket.on('open', () => send(rt));
+        rt.socket.on('message', (data) => {
+          got.push(JSON.parse(String(data)));
+          if (got.length >= n) done(() => resolve(got));
+        });
+      })
+      .catch(reject);
+  });
 }
 
 const cases = {
@@ -205,6 +238,31 @@ const cases = {
     check(err.code === 'residency_policy_violation', `code ${err.code}`);
     const after = await requestsTotal('decision="deny"');
     check(after - before === 1, `deny counter moved by ${after - before}, wanted 1`);
+  },
+
+  async realtime() {
+    const item = {
+      type: 'conversation.item.create',
+      item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'sdk-node realtime' }] },
+    };
+    const events = await realtimeEvents(process.env.RP_US_PROJECT, 2, (rt) => rt.send(item));
+    check(events[0].type === 'session.created', `first event ${events[0].type}`);
+    // The mock echoes client events: what the SDK sent comes back unchanged.
+    check(JSON.stringify(events[1]) === JSON.stringify(item), `echo ${JSON.stringify(events[1])}`);
+  },
+
+  async realtime_denied() {
+    const before = await requestsTotal('decision="deny"', 'endpoint="/v1/realtime"');
+    let err;
+    try {
+      await realtimeEvents(process.env.OPENAI_PROJECT_ID, 1, () => {});
+    } catch (e) {
+      err = e;
+    }
+    check(err !== undefined, 'a realtime session was opened in an eu project');
+    check(String(err?.message ?? err).includes('403'), `refusal does not carry the 403: ${err?.message ?? err}`);
+    const after = await requestsTotal('decision="deny"', 'endpoint="/v1/realtime"');
+    check(after - before === 1, `deny counter for /v1/realtime moved by ${after - before}, wanted 1`);
   },
 
   async denial_not_retried() {

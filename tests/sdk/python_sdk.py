@@ -243,6 +243,37 @@ def case_upstream_5xx_retried() -> None:
     check(after - before == 3, f"{after - before} attempts reached the proxy, wanted 3 (1 + 2 retries)")
 
 
+REALTIME_MODEL = "gpt-4o-realtime-preview-2024-12-17"
+
+
+def case_realtime() -> None:
+    with us_client().realtime.connect(model=REALTIME_MODEL, max_retries=0) as conn:
+        first = conn.recv()
+        check(first.type == "session.created", f"first event {first.type!r}")
+        # The mock echoes client events: what the SDK sent comes back unchanged.
+        conn.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                   "content": [{"type": "input_text", "text": "sdk-python realtime"}]}})
+        raw = conn.recv_bytes()
+        ev = json.loads(raw)
+        check(ev.get("type") == "conversation.item.create", f"echo {raw[:200]!r}")
+        check(ev["item"]["content"][0]["text"] == "sdk-python realtime", "echoed text changed")
+
+
+def case_realtime_denied() -> None:
+    before = requests_total('decision="deny"', 'endpoint="/v1/realtime"')
+    try:
+        # The SDK's own reconnect policy left at its default: a refusal must not be retried.
+        with client().realtime.connect(model=REALTIME_MODEL) as conn:
+            conn.recv()
+    except Exception as e:  # noqa: BLE001 - the websocket library's refusal type varies
+        text = f"{type(e).__name__}: {e}"
+        check("403" in text, f"refusal does not carry the 403: {text}")
+    else:
+        raise AssertionError("a realtime session was opened in an eu project")
+    after = requests_total('decision="deny"', 'endpoint="/v1/realtime"')
+    check(after - before == 1, f"deny counter for /v1/realtime moved by {after - before}, wanted 1")
+
+
 CASES = [
     ("models_list", case_models_list),
     ("chat", case_chat),
@@ -256,6 +287,8 @@ CASES = [
     ("file_upload", case_file_upload),
     ("batch_upload_allowed", case_batch_upload_allowed),
     ("batch_upload_denied", case_batch_upload_denied),
+    ("realtime", case_realtime),
+    ("realtime_denied", case_realtime_denied),
     ("denial_not_retried", case_denial_not_retried),
     ("upstream_5xx_retried", case_upstream_5xx_retried),
 ]
