@@ -335,13 +335,6 @@ async fn admin_health_ready_and_metrics() {
     let r = p.admin_get("/readyz").await;
     assert_eq!(r.status, 200, "/readyz while serving: {r:?}");
 
-    // Before any reload: the gauge says 1 and the counter family is declared.
-    let before = p.metrics().await;
-    assert!(
-        before.contains("residency_proxy_config_reloads"),
-        "reload counter family missing:\n{before}"
-    );
-
     // A rewritten request (store=true under ZDR) and a raw path outside the catalog.
     let res = p.chat(&[], &chat_body(true, "metrics")).await;
     assert_eq!(res.status, 200, "{res:?}");
@@ -399,7 +392,11 @@ async fn admin_health_ready_and_metrics() {
         &[("region", "eu")],
     )
     .unwrap_or_else(|| panic!("no upstream latency histogram:\n{text}"));
-    assert_eq!(count.value, 1.0, "{text}");
+    assert_eq!(
+        count.value,
+        eu.request_count() as f64,
+        "one observation per forwarded request:\n{text}"
+    );
     assert!(
         s.iter()
             .any(|x| x.name == "residency_proxy_upstream_response_seconds_bucket"
@@ -426,6 +423,17 @@ async fn admin_health_ready_and_metrics() {
         "no request body bytes:\n{text}"
     );
     drop(held);
+
+    // The reload counters are exposed from the start (no reload has happened yet), so that
+    // alerts and rate() on `result="failure"` work before the first failure.
+    for result in ["success", "failure"] {
+        let c = sample(&s, "residency_proxy_config_reloads_total", &[("result", result)]);
+        assert_eq!(
+            c.map(|x| x.value),
+            Some(0.0),
+            "residency_proxy_config_reloads_total{{result=\"{result}\"}} is not exposed before the first reload:\n{text}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1301,29 +1309,6 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
     assert_eq!(up.as_deref(), Some("eu"));
     assert_eq!(decision.as_deref(), Some("allow"));
 
-    let tls = tls_connect(p.addr, &first, b"h2")
-        .await
-        .expect("TLS handshake (h2)");
-    assert_eq!(
-        tls.get_ref().1.alpn_protocol(),
-        Some(&b"h2"[..]),
-        "ALPN h2 negotiated"
-    );
-    let (status, up, decision, bytes) = tls_chat(tls, true, "over tls h2").await;
-    assert_eq!(
-        status,
-        200,
-        "HTTP/2 over TLS: {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    assert_eq!(up.as_deref(), Some("eu"));
-    assert_eq!(decision.as_deref(), Some("allow"));
-
-    let recs = eu.requests();
-    assert_eq!(recs.len(), 2, "both requests reached the plain-http mock");
-    assert_eq!(recs[0].json().unwrap()["messages"][0]["content"], "over tls h1");
-    assert_eq!(recs[1].json().unwrap()["messages"][0]["content"], "over tls h2");
-
     // A renewed certificate, picked up by a reload: new connections see it.
     let second = write_cert(&cert, &key);
     p.signal("HUP");
@@ -1345,10 +1330,45 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
         tls_connect(p.addr, &first, b"http/1.1").await.is_err(),
         "the old certificate is still served to new connections"
     );
-    let tls = tls_connect(p.addr, &second, b"h2").await.unwrap();
-    let (status, up, _, bytes) = tls_chat(tls, true, "after renewal").await;
+    let tls = tls_connect(p.addr, &second, b"http/1.1").await.unwrap();
+    let (status, up, _, bytes) = tls_chat(tls, false, "after renewal").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(up.as_deref(), Some("eu"));
+
+    // HTTP/2 over TLS (ALPN h2), as every h2 client sends it: :scheme and :authority.
+    let tls = tls_connect(p.addr, &second, b"h2")
+        .await
+        .expect("TLS handshake (h2)");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN h2 negotiated"
+    );
+    let (status, up, decision, bytes) = tls_chat(tls, true, "over tls h2").await;
+    assert_eq!(
+        status,
+        200,
+        "HTTP/2 over TLS: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(up.as_deref(), Some("eu"));
+    assert_eq!(decision.as_deref(), Some("allow"));
+
+    let recs = eu.requests();
+    let contents: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            r.json().unwrap()["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        contents,
+        ["over tls h1", "after renewal", "over tls h2"],
+        "every request reached the plain-http mock"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
