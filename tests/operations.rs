@@ -48,6 +48,11 @@ impl Proc {
     async fn start(dir: &TempDir, tag: &str, body: &str, env: &[(&str, &str)]) -> Proc {
         let config = dir.path().join("config.toml");
         std::fs::write(&config, config_text(body)).unwrap();
+        Proc::start_at(dir, tag, config, env).await
+    }
+
+    /// Starts the binary on an existing config file (e.g. a symlink).
+    async fn start_at(dir: &TempDir, tag: &str, config: PathBuf, env: &[(&str, &str)]) -> Proc {
         let stderr_path = dir.path().join(format!("stderr-{tag}.log"));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = Command::new(BIN);
@@ -850,6 +855,58 @@ async fn reload_on_sighup() {
     );
 }
 
+/// The Kubernetes ConfigMap layout: `config.toml -> ..data/config.toml`, `..data -> ..TS`;
+/// an update writes a new `..TS2` directory and renames a new `..data` link over the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_follows_a_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    let (eu, us) = mocks().await;
+    let dir = TempDir::new("ops-reload-cm");
+    let cm = dir.path().join("cm");
+    std::fs::create_dir_all(cm.join("..2026_01_01")).unwrap();
+    std::fs::write(
+        cm.join("..2026_01_01/config.toml"),
+        config_text(&reload_body(&eu, &us, "eu")),
+    )
+    .unwrap();
+    symlink("..2026_01_01", cm.join("..data")).unwrap();
+    symlink("..data/config.toml", cm.join("config.toml")).unwrap();
+    let p = Proc::start_at(&dir, "a", cm.join("config.toml"), &[]).await;
+    let r = p.chat(&[], &chat_body(false, "before")).await;
+    assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
+
+    std::fs::create_dir_all(cm.join("..2026_01_02")).unwrap();
+    std::fs::write(
+        cm.join("..2026_01_02/config.toml"),
+        config_text(&reload_body(&eu, &us, "us")),
+    )
+    .unwrap();
+    symlink("..2026_01_02", cm.join("..data_tmp")).unwrap();
+    let swapped = Instant::now();
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
+    std::fs::remove_dir_all(cm.join("..2026_01_01")).unwrap();
+    let mut routed = None;
+    while swapped.elapsed() < Duration::from_secs(3) {
+        let r = p.chat(&[], &chat_body(false, "after")).await;
+        if r.header("x-mock-upstream") == Some("us") {
+            routed = Some(swapped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let routed = routed.unwrap_or_else(|| {
+        panic!(
+            "the ConfigMap symlink swap was not picked up within 3 s; stderr:\n{}",
+            p.stderr()
+        )
+    });
+    assert!(reload_log(&p.stderr(), "file_change").is_some(), "{}", p.stderr());
+    println!(
+        "RELOAD configmap swap: swap -> first request on new config {:.1} ms",
+        routed.as_secs_f64() * 1000.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let (eu, us) = mocks().await;
@@ -1141,6 +1198,46 @@ async fn concurrency_limit_is_503() {
     assert!(ok, "the concurrency slot was not released after the client left");
 }
 
+/// A streamed response is a request in flight until its last byte: with the limit at 1, a
+/// second request while a stream is still flowing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_counts_a_streaming_response_until_it_ends() {
+    let (eu, us) = mocks().await;
+    let dir = TempDir::new("ops-503-stream");
+    let body = format!(
+        "[limits]\nmax_concurrent_requests = 1\n{}\n{}",
+        upstream(&eu, &us),
+        app_project("eu")
+    );
+    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let req = build_request(
+        p.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Content-Type", "application/json"),
+            ("x-mock-behavior", "slow-sse"),
+        ],
+        stream_body().as_bytes(),
+    );
+    let mut c = Conn::open(p.addr, &req).await;
+    let (status, _) = c.head().await.expect("stream head");
+    assert_eq!(status, 200);
+    assert!(c.chunk().await.is_some(), "first event");
+    let r = p.chat(&[], &chat_body(false, "while streaming")).await;
+    let refused = r.status == 503;
+    // Let the stream finish, then the slot is free again.
+    while c.chunk().await.is_some() {}
+    let after = p.chat(&[], &chat_body(false, "after the stream")).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    assert!(
+        refused,
+        "a second request was served ({}) while a streamed response held the only slot",
+        r.status
+    );
+    r.assert_error(503, "proxy_overloaded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_request_body_is_400_after_request_body_secs() {
     let (eu, us) = mocks().await;
@@ -1196,6 +1293,7 @@ async fn oversized_request_head_is_refused() {
     let _ = s.write_all(head.as_bytes()).await;
     let raw = read_until_close(&mut s, Duration::from_secs(5)).await;
     let status = status_of(&raw);
+    println!("OVERSIZED HEAD ({} bytes): status {status:?}", head.len());
     assert!(
         matches!(status, Some(431) | Some(400)),
         "a {} byte head: {:?}",
