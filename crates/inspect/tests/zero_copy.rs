@@ -2,6 +2,7 @@
 //! allocator measures scan + splice + apply on 64 KiB and 1 MiB chat requests.
 //! Run with `--nocapture` to see the figures.
 #![allow(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
 use inspect::{scan_json, JsonSpec, Marker, Splice, Value};

@@ -90,6 +90,39 @@ impl Body for ProxyBody {
     }
 }
 
+/// A response body that holds its request's `max_concurrent_requests` slot until the body is
+/// finished or dropped: a streamed response is in flight until its last byte.
+pub struct Held {
+    body: ProxyBody,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Held {
+    pub fn new(body: ProxyBody, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Held {
+        Held { body, _slot: slot }
+    }
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

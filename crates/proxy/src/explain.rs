@@ -116,17 +116,20 @@ fn decide(
                 decision,
                 error,
             } = *refusal;
-            (project, op, error.is_none().then_some(decision), None, error)
+            // Refused before the body is read, but `explain` still names the model it carries.
+            let model = match (project, op) {
+                (Some(project), Some(op)) => {
+                    let ct = content_type(snap, headers, op, body);
+                    evaluate::inspect(snap, Matched { project, op }, uri, ct, body)
+                        .ok()
+                        .and_then(|i| i.model)
+                }
+                _ => None,
+            };
+            (project, op, error.is_none().then_some(decision), model, error)
         }
         Ok(Matched { project, op }) => {
-            let ct = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            let ct = ct.or(if evaluate::needs_body(snap, op) && body.is_some() {
-                default_ct(snap, op)
-            } else {
-                None
-            });
+            let ct = content_type(snap, headers, op, body);
             match evaluate::inspect(snap, Matched { project, op }, uri, ct, body) {
                 Ok(i) => (Some(project), Some(op), Some(i.decision), i.model, None),
                 Err(e) => (Some(project), Some(op), None, None, Some(e)),
@@ -185,6 +188,23 @@ impl Ordered {
         self.0.push('}');
         self.0
     }
+}
+
+/// The request's Content-Type, or the endpoint's natural one for `explain --body` without it.
+fn content_type<'a>(
+    snap: &Snapshot,
+    headers: &'a HeaderMap,
+    op: policy::OpId,
+    body: Option<&Bytes>,
+) -> Option<&'a str> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    ct.or(if evaluate::needs_body(snap, op) && body.is_some() {
+        default_ct(snap, op)
+    } else {
+        None
+    })
 }
 
 /// `explain --body` without a Content-Type header means the endpoint's natural one.

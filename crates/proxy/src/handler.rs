@@ -16,7 +16,7 @@
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::batch;
-use crate::body::ProxyBody;
+use crate::body::{Held, ProxyBody};
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
 use crate::headers;
@@ -47,26 +47,30 @@ pub struct Services {
     pub metrics: Metrics,
     pub audit: Option<AuditLog>,
     /// `limits.max_concurrent_requests`: past it, 503 rather than unbounded queueing.
-    pub inflight: tokio::sync::Semaphore,
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handles one request on `snap`, the snapshot taken when the request arrived.
-pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incoming>) -> Response<Held> {
     let started = Instant::now();
     let request_id = request_id(&req);
     let method = req.method().clone();
-    let (res, outcome) = match services.inflight.try_acquire() {
-        Ok(_permit) => proxy(&snap, &services.metrics, req).await,
+    // The slot goes with the response body: a stream holds it until its last byte.
+    let (res, outcome, slot) = match services.inflight.clone().try_acquire_owned() {
+        Ok(slot) => {
+            let (res, out) = proxy(&snap, &services.metrics, req).await;
+            (res, out, Some(slot))
+        }
         Err(_) => {
             let mut out = Outcome::new(&snap);
-            (refuse(&mut out, ProxyError::Overloaded), out)
+            (refuse(&mut out, ProxyError::Overloaded), out, None)
         }
     };
     log_request(&outcome, &services.metrics, started, &request_id);
     if let Some(audit) = &services.audit {
         audit.record(audit_record(&outcome, &method, request_id)).await;
     }
-    res
+    res.map(|body| Held::new(body, slot))
 }
 
 impl<'a> Outcome<'a> {
@@ -197,7 +201,11 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
     if req.method() == http::Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
     }
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+    // HTTP/2 always carries :scheme and :authority; in HTTP/1.x they mean an absolute-form
+    // target, which a reverse proxy must not follow.
+    if req.version() < http::Version::HTTP_2
+        && (req.uri().scheme().is_some() || req.uri().authority().is_some())
+    {
         return Err(ProxyError::BadRequest(
             "absolute-form request targets are not accepted".into(),
         ));

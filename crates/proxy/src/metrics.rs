@@ -83,6 +83,10 @@ impl Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("config_reloads", "Config reloads by result", reloads.clone());
+        // Both series exist from the start, so alerts on `result="failure"` work before one.
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ReloadLabels { result });
+        }
         let last_reload_ok = Gauge::default();
         registry.register(
             "config_last_reload_success",

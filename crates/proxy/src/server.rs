@@ -41,7 +41,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Some(p) => Some(AuditLog::open(p)?),
         None => None,
     };
-    let inflight = tokio::sync::Semaphore::new(config.limits.max_concurrent_requests);
+    let inflight = Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent_requests));
     let snapshot = Snapshot::new(config)?;
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -76,16 +76,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
     announce(proxy_addr, admin_addr);
     tracing::info!(%proxy_addr, admin_addr = ?admin_addr, "residency-proxy started");
 
-    let accept = accept_loop(listener, shared.clone(), stop_rx);
-    let signals = wait_for_shutdown(shared.clone());
-    tokio::select! {
-        graceful = accept => drain(graceful, grace).await,
-        () = signals => {
-            shared.ready.store(false, Ordering::Release);
-            let _ = stop_tx.send(true);
-            tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight requests");
-        }
+    let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+    wait_for_shutdown(shared.clone()).await;
+    shared.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: draining in-flight requests"
+    );
+    // The accept loop returns the watcher of live connections once it stops accepting.
+    if let Ok(graceful) = accept.await {
+        drain(graceful, grace).await;
     }
+    tracing::info!("shutdown complete");
     Ok(())
 }
 
