@@ -339,7 +339,14 @@ if [ -z "$BIN" ]; then
 fi
 if [ -n "$BIN" ] && [ -x "$BIN" ]; then
     for toml in config/example-*.toml; do
-        if "$BIN" check --config "$toml"; then
+        # The upstream keys come from Secrets at runtime (step 5 checks that wiring); give
+        # `check` placeholder values so it validates everything else.
+        key_envs=$("$PYTHON" -c 'import sys, tomllib
+c = tomllib.load(open(sys.argv[1], "rb"))
+print(" ".join(sorted({p["upstream_api_key_env"] for p in c.get("projects", []) if p.get("upstream_api_key_env")})))' "$toml")
+        env_args=()
+        for k in $key_envs; do env_args+=("$k=sk-placeholder-for-check"); done
+        if env "${env_args[@]}" "$BIN" check --config "$toml"; then
             pass "$BIN check --config $toml"
         else
             fail "$BIN check --config $toml"
