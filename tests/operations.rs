@@ -730,6 +730,18 @@ fn reload_log(stderr: &str, trigger: &str) -> Option<f64> {
         .and_then(|l| l["elapsed_ms"].as_f64())
 }
 
+/// `reload_log`, waiting up to 2 s: the swap comes before its log line, so a request can see the
+/// new config a moment before the line is written.
+async fn wait_reload_log(p: &Proc, trigger: &str) -> Option<f64> {
+    let mut found = None;
+    eventually(Duration::from_secs(2), || {
+        found = reload_log(&p.stderr(), trigger);
+        found.is_some()
+    })
+    .await;
+    found
+}
+
 async fn reload_count(p: &Proc, result: &str) -> f64 {
     let text = p.metrics().await;
     sample(
@@ -800,7 +812,8 @@ async fn reload_on_file_change_routes_new_requests_and_keeps_in_flight_ones() {
         0
     );
 
-    let elapsed = reload_log(&p.stderr(), "file_change")
+    let elapsed = wait_reload_log(&p, "file_change")
+        .await
         .unwrap_or_else(|| panic!("no \"config reloaded\" line for file_change:\n{}", p.stderr()));
     assert_eq!(reload_count(&p, "success").await, 1.0);
     println!(
@@ -846,7 +859,8 @@ async fn reload_on_sighup() {
     }
     let routed =
         routed.unwrap_or_else(|| panic!("SIGHUP did not reload within 3 s; stderr:\n{}", p.stderr()));
-    let elapsed = reload_log(&p.stderr(), "sighup")
+    let elapsed = wait_reload_log(&p, "sighup")
+        .await
         .unwrap_or_else(|| panic!("no \"config reloaded\" line for sighup:\n{}", p.stderr()));
     assert_eq!(reload_count(&p, "success").await, 1.0);
     println!(
@@ -900,7 +914,11 @@ async fn reload_follows_a_configmap_symlink_swap() {
             p.stderr()
         )
     });
-    assert!(reload_log(&p.stderr(), "file_change").is_some(), "{}", p.stderr());
+    assert!(
+        wait_reload_log(&p, "file_change").await.is_some(),
+        "{}",
+        p.stderr()
+    );
     println!(
         "RELOAD configmap swap: swap -> first request on new config {:.1} ms",
         routed.as_secs_f64() * 1000.0
