@@ -421,6 +421,19 @@ async fn admin_health_ready_and_metrics() {
             .any(|x| x.name.starts_with("residency_proxy_build") && x.labels.contains_key("version")),
         "no build info:\n{text}"
     );
+    // Upstream responses are metered to their last byte: duration histogram and bytes out.
+    assert!(
+        s.iter()
+            .any(|x| x.name == "residency_proxy_upstream_duration_seconds_count"
+                && x.labels.get("region").map(String::as_str) == Some("eu")
+                && x.value >= 1.0),
+        "no upstream duration histogram:\n{text}"
+    );
+    assert!(
+        s.iter()
+            .any(|x| x.name.starts_with("residency_proxy_response_body_bytes") && x.value > 0.0),
+        "no response body bytes:\n{text}"
+    );
     // Request body bytes were counted.
     assert!(
         s.iter()

@@ -91,15 +91,42 @@ impl Body for ProxyBody {
 }
 
 /// A response body that holds its request's `max_concurrent_requests` slot until the body is
-/// finished or dropped: a streamed response is in flight until its last byte.
+/// finished or dropped (a streamed response is in flight until its last byte), and meters an
+/// upstream response's bytes and duration to that point.
 pub struct Held {
     body: ProxyBody,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    meter: Option<ResponseMeter>,
+}
+
+/// The metrics of one upstream response body, recorded when the body is done.
+pub struct ResponseMeter {
+    pub started: std::time::Instant,
+    pub bytes: u64,
+    pub bytes_total: prometheus_client::metrics::counter::Counter,
+    pub duration: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Held {
-    pub fn new(body: ProxyBody, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Held {
-        Held { body, _slot: slot }
+    pub fn new(
+        body: ProxyBody,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        meter: Option<ResponseMeter>,
+    ) -> Held {
+        Held {
+            body,
+            _slot: slot,
+            meter,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(m) = self.meter.take() {
+            m.bytes_total.inc_by(m.bytes);
+            m.duration.observe(m.started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -111,7 +138,12 @@ impl Body for Held {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(m)) = (&polled, this.meter.as_mut()) {
+            m.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

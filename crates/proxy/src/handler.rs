@@ -16,7 +16,7 @@
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::batch;
-use crate::body::{Held, ProxyBody};
+use crate::body::{Held, ProxyBody, ResponseMeter};
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
 use crate::headers;
@@ -70,7 +70,21 @@ pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incom
     if let Some(audit) = &services.audit {
         audit.record(audit_record(&outcome, &method, request_id)).await;
     }
-    res.map(|body| Held::new(body, slot))
+    // An upstream response is metered to its last byte.
+    let meter = match (outcome.upstream_status, outcome.project) {
+        (Some(_), Some(project)) => Some(ResponseMeter {
+            started,
+            bytes: 0,
+            bytes_total: services.metrics.response_bytes.clone(),
+            duration: services
+                .metrics
+                .response_seconds
+                .get_or_create(&snap.config.upstreams[project].region_label)
+                .clone(),
+        }),
+        _ => None,
+    };
+    res.map(|body| Held::new(body, slot, meter))
 }
 
 impl<'a> Outcome<'a> {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub upstream_seconds: Family<RegionLabels, Histogram>,
+    pub response_seconds: Family<RegionLabels, Histogram>,
+    pub response_bytes: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub open_connections: Gauge,
@@ -62,6 +64,20 @@ impl Metrics {
             "upstream_response_seconds",
             "Time from forwarding to the upstream's response head (time to first byte)",
             upstream_seconds.clone(),
+        );
+        let response_seconds = Family::<RegionLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 20))) as fn() -> Histogram,
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from request arrival to the last byte of the upstream's response (streams included)",
+            response_seconds.clone(),
+        );
+        let response_bytes = Counter::default();
+        registry.register(
+            "response_body_bytes",
+            "Upstream response body bytes sent to clients",
+            response_bytes.clone(),
         );
         let bytes_in = Counter::default();
         registry.register(
@@ -103,6 +119,8 @@ impl Metrics {
             registry,
             requests,
             upstream_seconds,
+            response_seconds,
+            response_bytes,
             bytes_in,
             bytes_out,
             open_connections,
