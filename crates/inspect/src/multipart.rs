@@ -194,14 +194,14 @@ pub fn scan_multipart<'a>(
     let finder = memchr::memmem::Finder::new(&needle);
     let dash_boundary = &needle[2..];
 
-    // The first delimiter: at the very start, or after a preamble.
-    let mut pos = if body.starts_with(dash_boundary) {
-        dash_boundary.len()
-    } else {
-        match finder.find(body) {
-            Some(p) => p + needle.len(),
-            None => return Err(MultipartError::Malformed("no boundary", 0)),
-        }
+    // The first delimiter: at the very start, or after a preamble. A preamble must not hold
+    // the boundary text itself: a lenient parser could start at such a line (e.g. after a bare
+    // LF) and read parts we skipped as preamble.
+    let mut pos = match memchr::memmem::find(body, dash_boundary) {
+        Some(0) => dash_boundary.len(),
+        Some(p) if p >= 2 && &body[p - 2..p] == b"\r\n" => p + dash_boundary.len(),
+        Some(p) => return Err(MultipartError::Malformed("boundary text in the preamble", p)),
+        None => return Err(MultipartError::Malformed("no boundary", 0)),
     };
     let mut scan = MultipartScan {
         parts: Vec::new(),
@@ -307,6 +307,18 @@ fn scan_part<'a>(
                 return Err(MultipartError::AmbiguousName(line_start));
             }
             disposition = Some((value, value_at));
+        } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
+            // RFC 7578 §4.7: senders must not use it. A server that honours base64 or
+            // quoted-printable would read a value other than the bytes we checked.
+            if !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|e| value.eq_ignore_ascii_case(e))
+            {
+                return Err(MultipartError::Malformed(
+                    "Content-Transfer-Encoding in a form part",
+                    line_start,
+                ));
+            }
         } else if name.eq_ignore_ascii_case("content-type") {
             if content_type.is_some() {
                 return Err(MultipartError::Malformed("repeated Content-Type", line_start));
@@ -524,6 +536,49 @@ mod tests {
             scan_multipart(&b, "XyZ", F),
             Err(MultipartError::AmbiguousName(7))
         );
+    }
+
+    #[test]
+    fn boundary_text_in_the_preamble_is_refused() {
+        // Issue 6: after a bare LF, some parsers take "--XyZ" as the first delimiter and would
+        // read the model we treated as preamble.
+        let hidden = part(&cd("name=\"model\""), "gpt-4");
+        let mut b = format!("x\n--XyZ\r\n{hidden}\r\n").into_bytes();
+        b.extend_from_slice(&body(&[&part(&cd("name=\"model\""), "whisper-1")]));
+        assert!(matches!(
+            scan_multipart(&b, "XyZ", F),
+            Err(MultipartError::Malformed("boundary text in the preamble", 2))
+        ));
+        let mut b = b"a--XyZ\r\n".to_vec();
+        b.extend_from_slice(&body(&[&part(&cd("name=\"model\""), "m")]));
+        assert!(scan_multipart(&b, "XyZ", F).is_err());
+        // A preamble without the boundary text, and a CRLF before the first delimiter, are fine.
+        let mut b = b"\r\n".to_vec();
+        b.extend_from_slice(&body(&[&part(&cd("name=\"model\""), "m")]));
+        assert_eq!(
+            scan_multipart(&b, "XyZ", F).unwrap().field(0).map(|f| f.value),
+            Some("m")
+        );
+    }
+
+    #[test]
+    fn content_transfer_encoding_is_refused_unless_identity() {
+        for cte in ["base64", "quoted-printable", "x-uuencode", ""] {
+            let h = format!("{}\r\nContent-Transfer-Encoding: {cte}", cd("name=\"model\""));
+            let b = body(&[&part(&h, "d2hpc3Blci0x")]);
+            assert!(
+                matches!(scan_multipart(&b, "XyZ", F), Err(MultipartError::Malformed(_, _))),
+                "{cte}"
+            );
+        }
+        for cte in ["binary", "8bit", "7BIT"] {
+            let h = format!("{}\r\nContent-Transfer-Encoding: {cte}", cd("name=\"model\""));
+            let b = body(&[&part(&h, "m")]);
+            assert_eq!(
+                scan_multipart(&b, "XyZ", F).unwrap().field(0).map(|f| f.value),
+                Some("m")
+            );
+        }
     }
 
     #[test]

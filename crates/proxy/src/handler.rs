@@ -230,6 +230,10 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
             "more than one Content-Length header".into(),
         ));
     }
+    // We inspect under the first Content-Type; an upstream could read the body under another.
+    if h.get_all(http::header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ProxyError::BadRequest("more than one Content-Type header".into()));
+    }
     if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
         return Err(ProxyError::BadRequest(
             "both Content-Length and Transfer-Encoding".into(),

@@ -73,9 +73,15 @@ impl MultipartStream {
         loop {
             match self.state {
                 State::Done => return Ok(buf.len()),
-                State::Preamble => match memmem::find(&buf[pos..], &self.delimiter) {
+                // The boundary text may appear in the preamble only as the first delimiter: a
+                // lenient parser could start at another occurrence and see parts we skipped.
+                State::Preamble => match memmem::find(&buf[pos..], &self.delimiter[2..]) {
                     Some(i) => {
-                        pos += i + self.delimiter.len();
+                        let at = pos + i;
+                        if at < 2 || &buf[at - 2..at] != b"\r\n" {
+                            return Err("the multipart boundary appears in the preamble".into());
+                        }
+                        pos = at + self.delimiter.len() - 2;
                         self.state = State::AfterDelimiter;
                     }
                     None => return Ok(buf.len().saturating_sub(self.delimiter.len() - 1).max(pos)),
@@ -144,6 +150,15 @@ fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
         let (name, value) = line
             .split_once(':')
             .ok_or("a multipart part header has no colon")?;
+        // RFC 7578 §4.7: no transfer encodings; a server decoding base64 would read another
+        // `purpose` or file than the one we checked.
+        if name.trim().eq_ignore_ascii_case("content-transfer-encoding")
+            && !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|e| value.trim().eq_ignore_ascii_case(e))
+        {
+            return Err("a multipart part has a Content-Transfer-Encoding".into());
+        }
         if name.trim().eq_ignore_ascii_case("content-disposition")
             && disposition.replace(value.trim()).is_some()
         {
@@ -237,6 +252,23 @@ mod tests {
     fn a_body_without_the_closing_boundary_is_refused() {
         let cut = &BODY[..BODY.len() - 20];
         assert!(events(cut, "XyZ", 7).is_err());
+    }
+
+    #[test]
+    fn boundary_text_in_the_preamble_and_transfer_encodings_are_refused() {
+        // Issue 6: a `purpose=batch` part hidden in the preamble after a bare LF, or a base64
+        // `purpose` ("YmF0Y2g=" is "batch"), would make the upload a batch only upstream.
+        let hidden = b"x\n--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n";
+        let body = [&hidden[..], &BODY[b"preamble\r\n".len()..]].concat();
+        let b64 = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\nContent-Transfer-Encoding: base64\r\n\r\nYmF0Y2g=\r\n--XyZ--\r\n";
+        for n in 1..body.len() {
+            assert!(events(&body, "XyZ", n).is_err(), "chunk size {n}");
+            assert!(events(b64, "XyZ", n).is_err(), "chunk size {n}");
+        }
+        let binary = String::from_utf8_lossy(b64).replace("base64", "binary");
+        assert!(events(binary.as_bytes(), "XyZ", 5).is_ok());
+        // The first delimiter at the very start, or after a preamble without the boundary text.
+        assert!(events(&BODY[b"preamble\r\n".len()..], "XyZ", 3).is_ok());
     }
 
     #[test]
