@@ -239,6 +239,20 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
             "both Content-Length and Transfer-Encoding".into(),
         ));
     }
+    // hyper decodes only a final `chunked` and passes any other coding through as body bytes,
+    // which we would inspect (and forward) without the coding the client meant.
+    let mut te = h.get_all(http::header::TRANSFER_ENCODING).iter();
+    if let Some(v) = te.next() {
+        if te.next().is_some() || !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err(ProxyError::BadRequest(
+                "Transfer-Encoding other than a single chunked".into(),
+            ));
+        }
+    }
+    // RFC 9112 §3.2: more than one Host is a 400.
+    if h.get_all(http::header::HOST).iter().count() > 1 {
+        return Err(ProxyError::BadRequest("more than one Host header".into()));
+    }
     Ok(())
 }
 
