@@ -328,3 +328,82 @@ async fn images_edits_forms_have_one_reading_or_none() {
     let n = run_cases(&env, cases).await;
     println!("images edits multipart cases: {n}");
 }
+
+/// Batch inputs stream through watched (`POST /v1/files`, purpose=batch): a `purpose` or file
+/// the watcher reads differently from the upstream would let an unchecked batch through.
+/// A refused upload never completes upstream (its last bytes are held back).
+#[tokio::test]
+async fn batch_uploads_are_read_once_or_refused() {
+    let env = env_with("").await;
+    let bad_line = r#"{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4","messages":[]}}"#;
+    let good_line = r#"{"custom_id":"1","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":"x"}}"#;
+    let upload = |purpose_part: &str, line: &str| {
+        format!(
+            "{purpose_part}{}--XyZ--\r\n",
+            part(
+                "Content-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\nContent-Type: application/jsonl",
+                &format!("{line}\n"),
+            )
+        )
+    };
+    let batch = named("purpose", "batch");
+    let b64 = part(
+        "Content-Disposition: form-data; name=\"purpose\"\r\nContent-Transfer-Encoding: base64",
+        "YmF0Y2g=",
+    );
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(upload(&batch, bad_line).as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, Option<(u16, &str)>)> = vec![
+        ("good batch", vec![], upload(&batch, good_line).into_bytes(), None),
+        (
+            "bad line",
+            vec![],
+            upload(&batch, bad_line).into_bytes(),
+            Some((403, "residency_policy_violation")),
+        ),
+        (
+            "base64 purpose",
+            vec![],
+            upload(&b64, bad_line).into_bytes(),
+            Some((400, "invalid_body")),
+        ),
+        (
+            "purpose=batch hidden in the preamble",
+            vec![],
+            format!("x\n{batch}{}", upload(&named("purpose", "assistants"), bad_line)).into_bytes(),
+            Some((400, "invalid_body")),
+        ),
+        (
+            "gzip-encoded upload",
+            vec![("Content-Encoding", "gzip")],
+            gz,
+            Some((400, "invalid_body")),
+        ),
+    ];
+    for (name, extra, body, refusal) in cases {
+        env.us.clear();
+        env.eu.clear();
+        let mut h = vec![("OpenAI-Project", "proj_us"), ("Content-Type", CT)];
+        h.extend(extra);
+        let r = send_raw(env.proxy.addr, &raw(&env, "POST", "/v1/files", &h, &body)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let complete = env.us.requests().iter().any(|x| x.body[..] == body[..]);
+        match refusal {
+            None => {
+                assert_eq!(r.status, 200, "{name}: {r:#?}");
+                assert!(complete, "{name}: not forwarded byte for byte");
+            }
+            Some((status, code)) => {
+                if let Err(why) = error_shape(&r, status, code) {
+                    panic!("{name}: {why}");
+                }
+                assert!(!complete, "{name}: the refused upload completed upstream");
+            }
+        }
+        assert_eq!(env.eu.request_count(), 0, "{name}");
+    }
+}
