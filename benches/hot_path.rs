@@ -1,1 +1,243 @@
-fn main() {}
+//! The request hot path: read the policy fields out of a chat-completion body, decide, and
+//! rewrite `store` — against the obvious baseline (`serde_json::Value` round trip).
+//!
+//! - `proxy_evaluate`: exactly what the proxy runs per request (`proxy::evaluate::inspect` on a
+//!   real config snapshot, then the splice applied), allocations included;
+//! - `inspect_scan_decide_splice`: the same work with a spec built once (the floor);
+//! - `serde_value_roundtrip`: the baseline.
+//!
+//! Run: `cargo bench --bench hot_path` (`-- --quick` for a fast look).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use inspect::{scan_json, JsonSpec, Marker, Splice, Value};
+use policy::{Catalog, Facts, FieldValue, Mode, OpId, Project, Retention, StoreMode};
+use std::collections::HashMap;
+use std::hint::black_box;
+
+const FIELDS: &[&str] = &[
+    "model",
+    "store",
+    "previous_response_id",
+    "conversation",
+    "background",
+    "web_search_options",
+];
+const MARKERS: &[Marker<'static>] = &[
+    Marker {
+        key: "type",
+        values: &["image_url", "input_image"],
+    },
+    Marker {
+        key: "type",
+        values: &["web_search", "web_search_preview"],
+    },
+];
+
+/// A chat-completion request of about `size` bytes with `"store": true`: a conversation of
+/// text messages (with escapes and non-ASCII text), every tenth message an image part.
+fn chat_body(size: usize) -> Bytes {
+    let mut s = String::from("{\n  \"model\": \"gpt-4o-2024-08-06\",\n  \"store\": true,\n  \"temperature\": 0.7,\n  \"messages\": [\n");
+    let mut i = 0;
+    let tail = "\n  ],\n  \"max_tokens\": 512\n}\n";
+    while s.len() + tail.len() < size {
+        if i > 0 {
+            s.push_str(",\n");
+        }
+        if i % 10 == 3 {
+            s.push_str(r#"    {"role": "user", "content": [{"type": "text", "text": "What is in this image?"}, {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png", "detail": "low"}}]}"#);
+        } else {
+            s.push_str(&format!(
+                r#"    {{"role": "{}", "content": "Message {i}. The quick brown fox jumps over the lazy dog; \"quoted\"\nline two, café – naïve 😀. Lorem ipsum dolor sit amet, consectetur adipiscing elit."}}"#,
+                if i % 2 == 0 { "user" } else { "assistant" }
+            ));
+        }
+        i += 1;
+    }
+    s.push_str(tail);
+    Bytes::from(s)
+}
+
+/// The policy side, when the policy crate can give it: catalog, operation, project, and for
+/// each field of the operation's plan the index into `FIELDS`.
+struct PolicyCtx {
+    catalog: Catalog,
+    op: OpId,
+    project: Project,
+    plan_fields: Vec<Option<usize>>,
+}
+
+fn policy_ctx() -> Option<PolicyCtx> {
+    let catalog = Catalog::builtin().ok()?;
+    let op = catalog.classify("POST", "/v1/chat/completions").ok()?;
+    let plan = &catalog.operation(op).plan;
+    let plan_fields = plan
+        .fields
+        .iter()
+        .map(|f| FIELDS.iter().position(|n| n == f))
+        .collect();
+    // The facts' markers are `markers_hit` in plan order: image input, then web search.
+    let roles: Vec<String> = plan.markers.iter().map(|m| format!("{:?}", m.role)).collect();
+    assert_eq!(roles.len(), MARKERS.len(), "chat plan markers changed: {roles:?}");
+    let project = Project {
+        name: "bench".into(),
+        region: "eu".into(),
+        retention: Retention::Zdr,
+        store: StoreMode::Rewrite,
+        mode: Mode::Enforce,
+        default: true,
+        openai_project: None,
+        api_key_sha256: Vec::new(),
+        aliases: HashMap::new(),
+        image_inputs: Some(true),
+        hipaa: false,
+    };
+    Some(PolicyCtx {
+        catalog,
+        op,
+        project,
+        plan_fields,
+    })
+}
+
+fn field_value<'a>(v: &'a Value<'a>) -> FieldValue<'a> {
+    match v {
+        Value::Null => FieldValue::Null,
+        Value::Bool(b) => FieldValue::Bool(*b),
+        Value::Number(_) => FieldValue::Number,
+        Value::String(s) => FieldValue::String(s),
+        Value::Object => FieldValue::Object,
+        Value::Array => FieldValue::Array,
+    }
+}
+
+/// (a): scan, decide (when available), splice `store` to `false`, apply.
+fn inspect_path(body: &Bytes, ctx: Option<&PolicyCtx>) -> usize {
+    let scan = scan_json(
+        body,
+        &JsonSpec {
+            fields: FIELDS,
+            markers: MARKERS,
+        },
+    )
+    .expect("valid body");
+    if let Some(ctx) = ctx {
+        let mut fields = [FieldValue::Absent; 8];
+        for (slot, idx) in fields.iter_mut().zip(&ctx.plan_fields) {
+            if let Some(f) = idx.and_then(|i| scan.field(i)) {
+                *slot = field_value(&f.value);
+            }
+        }
+        let facts = Facts {
+            fields: &fields[..ctx.plan_fields.len()],
+            markers: &scan.markers_hit,
+        };
+        black_box(policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts));
+    }
+    let store = scan.field(1).expect("store present");
+    let mut splice = Splice::new();
+    splice.replace(store.value_span.clone(), Bytes::from_static(b"false"));
+    let out = splice.apply(body).expect("splice applies");
+    out.iter().map(Bytes::len).sum()
+}
+
+/// A snapshot as `serve` builds it: one ZDR project in `eu` (store rewritten), image inputs
+/// approved so that the bench body (which has image parts) is rewritten, not denied.
+fn proxy_snapshot() -> (proxy::snapshot::Snapshot, proxy::evaluate::Matched) {
+    let toml = "[[projects]]\nname = \"bench\"\nregion = \"eu\"\nretention = \"zdr\"\n\
+                default = true\nimage_inputs = true\n";
+    let config = proxy::config::Config::from_toml(toml, None).expect("bench config");
+    let snap = proxy::snapshot::Snapshot::new(config).expect("bench snapshot");
+    let op = snap
+        .config
+        .catalog
+        .classify("POST", "/v1/chat/completions")
+        .expect("chat is in the catalog");
+    (snap, proxy::evaluate::Matched { project: 0, op })
+}
+
+/// (a'): the proxy's own per-request path: `evaluate::inspect`, then the splice applied.
+fn proxy_path(body: &Bytes, snap: &proxy::snapshot::Snapshot, m: proxy::evaluate::Matched) -> usize {
+    let uri = http::Uri::from_static("/v1/chat/completions");
+    let inspected =
+        proxy::evaluate::inspect(snap, m, &uri, Some("application/json"), Some(body)).expect("inspectable");
+    assert_eq!(inspected.decision.verdict, policy::Verdict::Rewrite);
+    let splice = inspected.splice.expect("store is rewritten");
+    splice
+        .apply(body)
+        .expect("splice applies")
+        .iter()
+        .map(Bytes::len)
+        .sum()
+}
+
+/// (b): the baseline: DOM parse, modify, re-serialise.
+fn serde_path(body: &Bytes) -> usize {
+    let mut v: serde_json::Value = serde_json::from_slice(body).expect("valid body");
+    let obj = v.as_object_mut().expect("object");
+    black_box(obj.get("model"));
+    obj.insert("store".into(), serde_json::Value::Bool(false));
+    serde_json::to_vec(&v).expect("serialises").len()
+}
+
+fn hot_path(c: &mut Criterion) {
+    let ctx = policy_ctx();
+    if ctx.is_none() {
+        eprintln!(
+            "policy::Catalog::builtin() or classify failed: benchmarking inspect without policy::decide"
+        );
+    }
+    if let Some(ctx) = &ctx {
+        let body = chat_body(1 << 10);
+        let scan = scan_json(
+            &body,
+            &JsonSpec {
+                fields: FIELDS,
+                markers: MARKERS,
+            },
+        )
+        .unwrap();
+        let mut fields = [FieldValue::Absent; 8];
+        for (slot, idx) in fields.iter_mut().zip(&ctx.plan_fields) {
+            if let Some(f) = idx.and_then(|i| scan.field(i)) {
+                *slot = field_value(&f.value);
+            }
+        }
+        let facts = Facts {
+            fields: &fields[..ctx.plan_fields.len()],
+            markers: &scan.markers_hit,
+        };
+        let d = policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts);
+        eprintln!(
+            "policy::decide on the bench body: {:?} rewrites {:?}",
+            d.verdict, d.rewrites
+        );
+    }
+    let (snap, matched) = proxy_snapshot();
+    let mut g = c.benchmark_group("hot_path");
+    for (label, size) in [("1KiB", 1usize << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)] {
+        let body = chat_body(size);
+        assert_eq!(inspect_path(&body, ctx.as_ref()), body.len() + 1);
+        assert_eq!(proxy_path(&body, &snap, matched), body.len() + 1);
+        assert!(serde_path(&body) > 0);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("proxy_evaluate", label), &body, |b, body| {
+            b.iter(|| proxy_path(black_box(body), &snap, matched))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("inspect_scan_decide_splice", label),
+            &body,
+            |b, body| b.iter(|| inspect_path(black_box(body), ctx.as_ref())),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("serde_value_roundtrip", label),
+            &body,
+            |b, body| b.iter(|| serde_path(black_box(body))),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);
