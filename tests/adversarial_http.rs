@@ -157,7 +157,7 @@ Content-Length: {n}\r\n\r\n{BODY}"
             .into_bytes(),
             ok(),
         ),
-        Case::new("HTTP/2.0 on an HTTP/1 connection", format!("GET /v1/models HTTP/2.0\r\nHost: x\r\n\r\n").into_bytes(), PARSER),
+        Case::new("HTTP/2.0 on an HTTP/1 connection", b"GET /v1/models HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), PARSER),
         Case::new("HTTP/0.9", b"GET /v1/models\r\n\r\n".to_vec(), PARSER),
         Case::new("HTTP/1.2", b"GET /v1/models HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), PARSER),
         // Targets that would make a forward proxy connect elsewhere.

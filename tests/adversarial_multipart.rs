@@ -357,7 +357,8 @@ async fn batch_uploads_are_read_once_or_refused() {
         e.write_all(upload(&batch, bad_line).as_bytes()).unwrap();
         e.finish().unwrap()
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, Option<(u16, &str)>)> = vec![
+    type BatchCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, Option<(u16, &'a str)>);
+    let cases: Vec<BatchCase> = vec![
         ("good batch", vec![], upload(&batch, good_line).into_bytes(), None),
         (
             "bad line",

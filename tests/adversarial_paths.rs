@@ -176,7 +176,7 @@ async fn paths_map_to_one_endpoint_in_canonical_form_or_are_refused() {
     // A HEAD refusal has no body to carry the error: its status and headers say it.
     table.push((
         "HEAD".into(),
-        format!("HEAD /v1/models HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\n\r\n").into_bytes(),
+        b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\n\r\n".to_vec(),
         Expect::Rejected(&[403]),
     ));
     for (name, method) in [
