@@ -290,6 +290,17 @@ fn header_cases(env: &Env) -> Vec<Case> {
             with_len(env, "Connection: Content-Length\r\n"),
             ok(),
         ),
+        // The type and encoding the body was read by may not be dropped on the way.
+        Case::new(
+            "Connection names Content-Type",
+            with_len(env, "Connection: keep-alive, Content-Type\r\n"),
+            BAD_REQUEST,
+        ),
+        Case::new(
+            "Connection names Content-Encoding",
+            with_len(env, "Connection: content-encoding\r\n"),
+            BAD_REQUEST,
+        ),
     ]
 }
 

@@ -249,6 +249,22 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
             ));
         }
     }
+    // A Connection option naming Content-Type or Content-Encoding would have us drop the field
+    // we read the body by (RFC 9110 §7.6.1): the upstream would read it without.
+    let drops_framing = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|n| {
+            let n = n.trim();
+            n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-encoding")
+        });
+    if drops_framing {
+        return Err(ProxyError::BadRequest(
+            "Connection may not name Content-Type or Content-Encoding".into(),
+        ));
+    }
     // RFC 9112 §3.2: more than one Host is a 400.
     if h.get_all(http::header::HOST).iter().count() > 1 {
         return Err(ProxyError::BadRequest("more than one Host header".into()));
