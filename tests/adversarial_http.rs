@@ -207,21 +207,13 @@ fn header_cases(env: &Env) -> Vec<Case> {
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     vec![
         // Size.
-        Case::new(
-            "70 KB of headers",
-            with_len(env, &big),
-            Expect::Rejected(&[431]),
-        ),
+        Case::new("70 KB of headers", with_len(env, &big), Expect::Rejected(&[431])),
         Case::new(
             "one 70 KB header",
             with_len(env, &format!("X-Big: {}\r\n", "b".repeat(70_000))),
             Expect::Rejected(&[431]),
         ),
-        Case::new(
-            "200 headers",
-            with_len(env, &many),
-            Expect::Rejected(&[431]),
-        ),
+        Case::new("200 headers", with_len(env, &many), Expect::Rejected(&[431])),
         // Injection: control characters in names and values.
         Case::new(
             "CR in a value",
@@ -427,5 +419,29 @@ async fn te_and_cl_cannot_smuggle_a_second_request() {
         let got = env.eu.requests();
         assert_eq!(got.len(), 1);
         assert_eq!(&got[0].body[..], BODY.as_bytes());
+    }
+}
+
+/// A websocket upgrade is a tunnel no later request in it is checked on: only the realtime
+/// endpoint, whose handshake is checked, may switch protocols.
+#[tokio::test]
+async fn websocket_upgrades_only_on_realtime() {
+    let env = env_with("").await;
+    for (path, project) in [
+        ("/v1/models", "proj_eu"),
+        ("/v1/models/gpt-4o-2024-08-06", "proj_us"),
+    ] {
+        env.eu.clear();
+        env.us.clear();
+        let raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nOpenAI-Project: {project}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        let r = send_raw(env.proxy.addr, raw.as_bytes()).await;
+        if let Err(why) = error_shape(&r, 400, "invalid_request") {
+            panic!("{path}: {why}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(env.upstream_total(), 0, "{path}: forwarded");
     }
 }

@@ -131,6 +131,17 @@ async fn proxy<'s>(
     };
     out.project = Some(m.project);
     out.op = Some(m.op);
+    // After a switch, bytes pass both ways unchecked: only the realtime handshake, whose
+    // query was checked, may ask the upstream for one.
+    if is_websocket_upgrade(req.headers()) && snap.config.catalog.operation(m.op).template != REALTIME {
+        return (
+            refuse(
+                &mut out,
+                ProxyError::BadRequest(format!("a websocket upgrade is accepted only on GET {REALTIME}")),
+            ),
+            out,
+        );
+    }
 
     // Phase 2: request body.
     let (mut parts, body) = req.into_parts();
@@ -271,6 +282,9 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
     }
     Ok(())
 }
+
+/// The one catalog template served as a websocket.
+const REALTIME: &str = "/v1/realtime";
 
 fn is_websocket_upgrade(h: &http::HeaderMap) -> bool {
     h.get(http::header::UPGRADE)
