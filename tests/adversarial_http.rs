@@ -445,3 +445,47 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n
         assert_eq!(env.upstream_total(), 0, "{path}: forwarded");
     }
 }
+
+/// A request refused before its body is read: the unread body must be skipped or the
+/// connection closed, never parsed as a next request (a body that looks like a request would
+/// otherwise reach an upstream unchecked on the same connection).
+#[tokio::test]
+async fn an_unread_body_is_never_a_second_request() {
+    let env = env_with("").await;
+    let inner = "GET /v1/models HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_us\r\n\r\n";
+    for (method, path, framing) in [
+        ("POST", "/v1/unknown", "cl"),
+        ("POST", "/v1/fine_tuning/jobs", "cl"),
+        ("POST", "/v1/unknown", "chunked"),
+        ("POST", "/v1/fine_tuning/jobs", "chunked"),
+    ] {
+        env.eu.clear();
+        env.us.clear();
+        let body = match framing {
+            "cl" => format!("Content-Length: {}\r\n\r\n{inner}", inner.len()),
+            _ => format!(
+                "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+                inner.len()
+            ),
+        };
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\nContent-Type: application/json\r\n{body}"
+        );
+        let mut c = Conn::open(env.proxy.addr, raw.as_bytes()).await;
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), c.response(false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 403, "{path} {framing}: {r:#?}");
+        // Nothing more comes back: either the connection closes or it idles.
+        let more = tokio::time::timeout(std::time::Duration::from_millis(500), c.response(false)).await;
+        if let Ok(Some(second)) = more {
+            panic!("{path} {framing}: the body was answered as a request: {second:#?}");
+        }
+        assert_eq!(
+            env.upstream_total(),
+            0,
+            "{path} {framing}: the body reached an upstream"
+        );
+    }
+}
