@@ -488,4 +488,16 @@ async fn an_unread_body_is_never_a_second_request() {
             "{path} {framing}: the body reached an upstream"
         );
     }
+    // Control: the same inner request pipelined after a request whose body was read is
+    // answered (so the checks above would see a smuggled one).
+    env.us.clear();
+    let raw = format!(
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\nContent-Type: application/json\r\n\
+Content-Length: {}\r\n\r\n{BODY}{inner}",
+        BODY.len()
+    );
+    let mut c = Conn::open(env.proxy.addr, raw.as_bytes()).await;
+    assert_eq!(c.response(false).await.unwrap().status, 200);
+    assert_eq!(c.response(false).await.unwrap().status, 200);
+    assert_eq!(env.us.request_count(), 1);
 }
