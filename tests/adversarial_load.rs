@@ -189,7 +189,7 @@ async fn broken_upstreams_answer_promptly_in_the_error_shape() {
 
 #[tokio::test]
 async fn clients_leaving_early_free_their_connections() {
-    let env = env_with("[timeouts]\nrequest_body_secs = 2\n").await;
+    let env = env_with("[timeouts]\nrequest_body_secs = 2\n[limits]\nmax_concurrent_requests = 60\n").await;
     let baseline = open_connections(env.proxy.admin).await;
     // Mid-request: a head promising a body, half the body, gone.
     for _ in 0..50 {
@@ -220,7 +220,25 @@ async fn clients_leaving_early_free_their_connections() {
     let left = wait_gauge(env.proxy.admin, baseline, Duration::from_secs(5)).await;
     println!("EARLY LEAVERS: open_connections baseline {baseline}, during {during}, after {left}");
     assert!(left <= baseline, "{left} > {baseline}");
-    // The upstream side is cancelled too: the mock's streams end (no more requests pile up),
-    // and the proxy serves normally.
+    // Their concurrency slots came back too: 55 held streams fit under the limit of 60 that
+    // the 50 abandoned ones would otherwise still occupy.
+    let mut held = Vec::new();
+    for i in 0..55 {
+        let mut c = Conn::open(
+            env.proxy.addr,
+            &chat_req(&env, &[("x-mock-behavior", "slow-sse")], STREAM),
+        )
+        .await;
+        let (status, _) = tokio::time::timeout(Duration::from_secs(5), c.head())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status, 200,
+            "stream {i}: a slot is still held by a client that left"
+        );
+        held.push(c);
+    }
+    drop(held);
     normal(&env).await;
 }
