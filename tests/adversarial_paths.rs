@@ -229,6 +229,11 @@ async fn realtime_query_model_is_read_once() {
         Case::new("encoded key lookalike", req("model=gpt-4&mod%65l=x"), bad.clone()),
         Case::new("bad percent-encoding", req("model=gpt%zz"), bad.clone()),
         Case::new(
+            "semicolon separator hiding a model",
+            req("x=1;model=gpt-4&model=gpt-4o-realtime-preview-2024-12-17"),
+            bad.clone(),
+        ),
+        Case::new(
             "encoded NUL",
             req("model=gpt-4o%00"),
             Expect::Denied("model_not_eligible"),

@@ -8,6 +8,8 @@ pub enum QueryError {
     Duplicate(String),
     /// Percent-decoding yields invalid UTF-8 or a malformed escape.
     BadEncoding(String),
+    /// A raw `;`: some servers split parameters on it too, and would see other pairs.
+    Separator,
 }
 
 impl std::fmt::Display for QueryError {
@@ -17,6 +19,10 @@ impl std::fmt::Display for QueryError {
             QueryError::BadEncoding(n) => {
                 write!(f, "query parameter {n:?} is not valid percent-encoded UTF-8")
             }
+            QueryError::Separator => write!(
+                f,
+                "the query contains a raw ';' (a parameter separator to some servers)"
+            ),
         }
     }
 }
@@ -30,6 +36,10 @@ impl std::error::Error for QueryError {}
 /// escape or invalid UTF-8 in any name (it could decode to `name`) or in the value of `name`
 /// is [`QueryError::BadEncoding`]. The value is borrowed when it needs no decoding.
 pub fn query_param<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, QueryError> {
+    // `a=1;model=x&model=y` is one `model` here and two to a server that splits on `;` as well.
+    if query.contains(';') {
+        return Err(QueryError::Separator);
+    }
     let mut found: Option<&'a str> = None;
     for pair in query.split('&') {
         if pair.is_empty() {
@@ -136,6 +146,20 @@ mod tests {
         );
         assert_eq!(query_param("a&a", "a"), Err(QueryError::Duplicate("a".into())));
         assert_eq!(query_param("b=1&b=2&a=3", "a"), Ok(Some(Cow::Borrowed("3"))));
+    }
+
+    #[test]
+    fn semicolons_are_refused() {
+        // Issue 6: split on `&` alone this has one model; split on `;` too, it has two.
+        assert_eq!(
+            query_param("x=1;model=gpt-4&model=m", "model"),
+            Err(QueryError::Separator)
+        );
+        assert_eq!(query_param("model=m;x", "model"), Err(QueryError::Separator));
+        assert_eq!(
+            query_param("model=m%3Bx", "model"),
+            Ok(Some(Cow::Owned("m;x".into())))
+        );
     }
 
     #[test]
