@@ -230,7 +230,7 @@ struct Scanner<'a, 's> {
 /// A scanned string literal.
 struct StrLit<'a> {
     /// The literal's raw content (between the quotes), validated UTF-8.
-    raw: &'a str,
+    raw: &'a [u8],
     escaped: bool,
     /// Offset just after the closing quote.
     end: usize,
@@ -299,7 +299,7 @@ impl<'a, 's> Scanner<'a, 's> {
                 let lit = scan_string(b, i + 1)?;
                 let key = if lit.escaped {
                     let start = self.arena.len();
-                    unescape_into(lit.raw.as_bytes(), &mut self.arena);
+                    unescape_into(lit.raw, &mut self.arena);
                     KeyRef {
                         start,
                         end: self.arena.len(),
@@ -354,13 +354,17 @@ impl<'a, 's> Scanner<'a, 's> {
                     if self.pending.is_some() && self.stack.len() == 1 {
                         Value::String(if lit.escaped {
                             let mut v = Vec::with_capacity(lit.raw.len());
-                            unescape_into(lit.raw.as_bytes(), &mut v);
+                            unescape_into(lit.raw, &mut v);
                             Cow::Owned(
                                 String::from_utf8(v)
                                     .map_err(|_| err(value_start, JsonErrorKind::InvalidUtf8))?,
                             )
                         } else {
-                            Cow::Borrowed(lit.raw)
+                            // Validated by scan_string: this cannot fail.
+                            Cow::Borrowed(
+                                std::str::from_utf8(lit.raw)
+                                    .map_err(|_| err(value_start, JsonErrorKind::InvalidUtf8))?,
+                            )
                         })
                     } else {
                         Value::Null
@@ -539,10 +543,10 @@ impl<'a, 's> Scanner<'a, 's> {
             }
             let value: &[u8] = if lit.escaped {
                 self.scratch.clear();
-                unescape_into(lit.raw.as_bytes(), &mut self.scratch);
+                unescape_into(lit.raw, &mut self.scratch);
                 &self.scratch
             } else {
-                lit.raw.as_bytes()
+                lit.raw
             };
             if m.values.iter().any(|v| v.as_bytes() == value) {
                 if let Some(h) = self.markers_hit.get_mut(mi) {
@@ -561,50 +565,68 @@ fn literal(b: &[u8], i: usize, lit: &'static [u8]) -> Result<usize, JsonError> {
     }
 }
 
-/// Whether any byte is an ASCII control character (< 0x20).
-#[inline]
-fn first_control(s: &[u8]) -> Option<usize> {
-    let mut chunks = s.chunks_exact(32);
-    let mut off = 0;
-    for c in &mut chunks {
-        if c.iter().fold(false, |a, &x| a | (x < 0x20)) {
-            return c.iter().position(|&x| x < 0x20).map(|p| off + p);
-        }
-        off += 32;
-    }
-    chunks.remainder().iter().position(|&x| x < 0x20).map(|p| off + p)
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (8 string bytes, little-endian) that end a plain run of a string literal:
+/// `"`, `\\` or a control character (< 0x20); bit 7 of each such byte is set. A borrow can only
+/// flag a byte above a real hit, so the lowest flagged byte is the first hit.
+#[inline(always)]
+fn string_stops(w: u64) -> u64 {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    // Bytes >= 0x80 are masked out by `!w`: they are neither of the three.
+    (quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES) | w.wrapping_sub(ONES * 0x20)) & !w & HIGHS
 }
 
-/// Scans a string literal whose content starts at `start` (just after the opening quote).
+/// Scans a string literal whose content starts at `start` (just after the opening quote), in
+/// one pass: the closing quote, escapes and control characters 8 bytes at a time; UTF-8 is
+/// validated afterwards only when a byte >= 0x80 was seen (plain ASCII is valid UTF-8).
 #[inline]
 fn scan_string(b: &[u8], start: usize) -> Result<StrLit<'_>, JsonError> {
     let mut i = start;
     let mut escaped = false;
+    // Every plain byte seen, OR-ed: bit 7 set means some byte was not ASCII.
+    let mut seen = 0u64;
     let close = loop {
-        match memchr::memchr2(b'"', b'\\', &b[i..]) {
-            None => return Err(syntax(b.len(), "unterminated string")),
-            Some(off) => {
-                let j = i + off;
-                if b[j] == b'"' {
-                    break j;
-                }
+        while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+            let w = u64::from_le_bytes(*chunk);
+            // All 8 bytes, even past a stop: at worst a UTF-8 check that was not needed.
+            seen |= w;
+            let stops = string_stops(w);
+            if stops != 0 {
+                i += (stops.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        let Some(&c) = b.get(i) else {
+            return Err(syntax(b.len(), "unterminated string"));
+        };
+        match c {
+            b'"' => break i,
+            b'\\' => {
                 escaped = true;
-                i = validate_escape(b, j)?;
+                i = validate_escape(b, i)?;
+            }
+            0..=0x1f => return Err(syntax(i, "control character in string")),
+            _ => {
+                seen |= u64::from(c);
+                i += 1;
             }
         }
     };
-    let content = &b[start..close];
-    if let Some(p) = first_control(content) {
-        return Err(syntax(start + p, "control character in string"));
+    let raw = &b[start..close];
+    if seen & HIGHS != 0 {
+        if let Err(e) = std::str::from_utf8(raw) {
+            return Err(err(start + e.valid_up_to(), JsonErrorKind::InvalidUtf8));
+        }
     }
-    match std::str::from_utf8(content) {
-        Ok(raw) => Ok(StrLit {
-            raw,
-            escaped,
-            end: close + 1,
-        }),
-        Err(e) => Err(err(start + e.valid_up_to(), JsonErrorKind::InvalidUtf8)),
-    }
+    Ok(StrLit {
+        raw,
+        escaped,
+        end: close + 1,
+    })
 }
 
 #[inline]
@@ -1257,5 +1279,56 @@ mod tests {
         let s = "a\"b\\c\u{1}\n😀";
         let lit = string_literal(s);
         assert_eq!(serde_json::from_str::<String>(&lit).unwrap(), s);
+    }
+
+    /// The 8-bytes-at-a-time string scan finds every stop byte at every offset of a word, and
+    /// agrees with serde_json on each one.
+    #[test]
+    fn string_scan_stops_at_every_offset() {
+        let specials: &[&[u8]] = &[
+            b"\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\x01",
+            b"\x1f",
+            b"\n",
+            b"\x7f",
+            b" ",
+            b"\xc3\xa9",
+            b"\xff",
+            b"\\x",
+        ];
+        for special in specials {
+            for pos in 0..20 {
+                let mut body = b"{\"k\":\"".to_vec();
+                body.extend(std::iter::repeat_n(b'a', pos));
+                body.extend_from_slice(special);
+                body.extend_from_slice(b"bcdefghijklmnop\"}");
+                let ours = scan_json(
+                    &body,
+                    &JsonSpec {
+                        fields: &["k"],
+                        markers: &[],
+                    },
+                );
+                let serde = serde_json::from_slice::<serde_json::Value>(&body);
+                assert_eq!(
+                    ours.is_ok(),
+                    serde.is_ok(),
+                    "{:?}",
+                    String::from_utf8_lossy(&body)
+                );
+                if let (Ok(scan), Ok(v)) = (ours, serde) {
+                    let Some(Field {
+                        value: Value::String(got),
+                        ..
+                    }) = scan.field(0)
+                    else {
+                        panic!("no string field in {body:?}");
+                    };
+                    assert_eq!(Some(got.as_ref()), v["k"].as_str());
+                }
+            }
+        }
     }
 }
