@@ -178,7 +178,15 @@ pub fn inspect(
     let catalog = &snap.config.catalog;
     let project = &snap.config.projects.projects[m.project];
     let plan = &catalog.operation(m.op).plan;
-    let field_names: Vec<&str> = plan.fields.iter().map(String::as_str).collect();
+    // The spec borrows the catalog's strings; for the catalog's plans (a handful of fields and
+    // markers) it lives on the stack: no allocation per request.
+    let (mut names_stack, mut names_heap) = ([""; SMALL], Vec::new());
+    let field_names = on_stack(
+        plan.fields.len(),
+        plan.fields.iter().map(String::as_str),
+        &mut names_stack,
+        &mut names_heap,
+    );
     match plan.source {
         BodySource::None => {
             let decision = policy::decide(catalog, project, m.op, &policy::Facts::NONE);
@@ -194,7 +202,7 @@ pub fn inspect(
             let query = uri.query().unwrap_or("");
             let mut values = Vec::with_capacity(plan.fields.len());
             let mut owned = Vec::with_capacity(plan.fields.len());
-            for name in &field_names {
+            for name in field_names {
                 let v =
                     inspect::query_param(query, name).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
                 owned.push(v);
@@ -223,34 +231,45 @@ pub fn inspect(
         BodySource::Json => {
             let body = body.ok_or_else(|| ProxyError::InvalidJson("the body is empty".into()))?;
             check_content_type(content_type, "application/json")?;
-            let values_buf: Vec<Vec<&str>> = plan
+            let all_values = plan
                 .markers
                 .iter()
-                .map(|mk| mk.values.iter().map(String::as_str).collect())
-                .collect();
-            let markers: Vec<Marker<'_>> = plan
-                .markers
-                .iter()
-                .zip(&values_buf)
-                .map(|(mk, v)| Marker {
+                .flat_map(|mk| mk.values.iter().map(String::as_str));
+            let (mut values_stack, mut values_heap) = ([""; SMALL], Vec::new());
+            let n_values = plan.markers.iter().map(|mk| mk.values.len()).sum();
+            let marker_values = on_stack(n_values, all_values, &mut values_stack, &mut values_heap);
+            let mut offset = 0;
+            let each_marker = plan.markers.iter().map(|mk| {
+                let values = marker_values.get(offset..offset + mk.values.len()).unwrap_or(&[]);
+                offset += mk.values.len();
+                Marker {
                     key: mk.key.as_str(),
-                    values: v,
-                })
-                .collect();
+                    values,
+                }
+            });
+            let no_marker = Marker { key: "", values: &[] };
+            let (mut markers_stack, mut markers_heap) = ([no_marker; SMALL], Vec::new());
+            let markers = on_stack(
+                plan.markers.len(),
+                each_marker,
+                &mut markers_stack,
+                &mut markers_heap,
+            );
             let spec = inspect::JsonSpec {
-                fields: &field_names,
-                markers: &markers,
+                fields: field_names,
+                markers,
             };
             let scan = inspect::scan_json(body, &spec).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
-            let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
-                .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)))
-                .collect();
+            let each_value = (0..plan.fields.len())
+                .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)));
+            let (mut fields_stack, mut fields_heap) = ([FieldValue::Absent; SMALL], Vec::new());
+            let values = on_stack(plan.fields.len(), each_value, &mut fields_stack, &mut fields_heap);
             let facts = policy::Facts {
-                fields: &values,
+                fields: values,
                 markers: &scan.markers_hit,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, &values);
+            let model = model_of(plan, values);
             let mut splice = Splice::new();
             if let Some(store) = decision.rewrites.store {
                 let idx = plan.field_with(FieldRole::Store);
@@ -291,7 +310,7 @@ pub fn inspect(
             })?;
             let boundary = inspect::boundary_from_content_type(ct)
                 .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-            let scan = inspect::scan_multipart(body, boundary, &field_names)
+            let scan = inspect::scan_multipart(body, boundary, field_names)
                 .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
             let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
                 .map(|i| {
@@ -325,6 +344,27 @@ pub fn inspect(
                 buffered: true,
             })
         }
+    }
+}
+
+/// Plans longer than this (none in the shipped catalog) build their scan spec on the heap.
+const SMALL: usize = 16;
+
+/// `items` (`n` of them) as a slice: in `stack` when they fit, else collected into `heap`.
+fn on_stack<'b, T: Copy, const N: usize>(
+    n: usize,
+    items: impl Iterator<Item = T>,
+    stack: &'b mut [T; N],
+    heap: &'b mut Vec<T>,
+) -> &'b [T] {
+    if n <= N {
+        for (slot, item) in stack.iter_mut().zip(items) {
+            *slot = item;
+        }
+        &stack[..n]
+    } else {
+        heap.extend(items);
+        heap
     }
 }
 
