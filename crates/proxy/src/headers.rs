@@ -15,6 +15,10 @@ pub static X_RULE: HeaderName = HeaderName::from_static("x-residency-rule");
 /// Removes hop-by-hop headers: the fixed set and every name listed in `Connection`.
 /// `keep_upgrade` keeps `Connection: upgrade` + `Upgrade` for a websocket handshake.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a hashed removal per name.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -47,6 +51,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The names `strip_hop_by_hop` removes without being told by `Connection`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        PROXY_AUTHORIZATION,
+        PROXY_AUTHENTICATE,
+        UPGRADE,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Adds the decision headers every response carries.
 pub fn set_residency(
     headers: &mut HeaderMap,
@@ -64,10 +84,15 @@ pub fn set_residency(
         project.cloned().unwrap_or_else(|| dash.clone()),
     );
     headers.insert(X_REGION.clone(), region.cloned().unwrap_or(dash));
-    if !decision.rules.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&decision.rules.header_value()) {
-            headers.insert(X_RULE.clone(), v);
-        }
+    let mut rules = decision.rules.iter();
+    let value = match (rules.next(), rules.next()) {
+        (None, _) => None,
+        // The common case, one rule: its static name, no allocation.
+        (Some(rule), None) => Some(HeaderValue::from_static(rule.as_str())),
+        _ => HeaderValue::from_str(&decision.rules.header_value()).ok(),
+    };
+    if let Some(v) = value {
+        headers.insert(X_RULE.clone(), v);
     }
 }
 
