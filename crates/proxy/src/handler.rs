@@ -53,7 +53,7 @@ pub struct Services {
 /// Handles one request on `snap`, the snapshot taken when the request arrived.
 pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incoming>) -> Response<Held> {
     let started = Instant::now();
-    let request_id = request_id(&req);
+    let request_id = RequestId::of(&req);
     let method = req.method().clone();
     // The slot goes with the response body: a stream holds it until its last byte.
     let (res, outcome, slot) = match services.inflight.clone().try_acquire_owned() {
@@ -68,7 +68,9 @@ pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incom
     };
     log_request(&outcome, &services.metrics, started, &request_id);
     if let Some(audit) = &services.audit {
-        audit.record(audit_record(&outcome, &method, request_id)).await;
+        audit
+            .record(audit_record(&outcome, &method, request_id.to_string()))
+            .await;
     }
     // An upstream response is metered to its last byte.
     let meter = match (outcome.upstream_status, outcome.project) {
@@ -588,17 +590,38 @@ fn project_headers<'a>(out: &Outcome<'a>) -> (Option<&'a HeaderValue>, Option<&'
     }
 }
 
-fn request_id(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static NEXT: AtomicU64 = AtomicU64::new(1);
-            format!("rp-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-        })
+/// The client's `x-request-id` when it is short printable ASCII, else our own `rp-<hex>`.
+/// Kept unformatted: it is turned into text only for a log line or audit record written.
+enum RequestId {
+    Client(HeaderValue),
+    Ours(u64),
+}
+
+impl RequestId {
+    fn of(req: &Request<Incoming>) -> RequestId {
+        match req
+            .headers()
+            .get("x-request-id")
+            .filter(|v| v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        {
+            Some(v) => RequestId::Client(v.clone()),
+            None => {
+                use std::sync::atomic::{AtomicU64, Ordering};
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                RequestId::Ours(NEXT.fetch_add(1, Ordering::Relaxed))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Checked printable ASCII in `of`.
+            RequestId::Client(v) => f.write_str(v.to_str().unwrap_or("-")),
+            RequestId::Ours(n) => write!(f, "rp-{n:x}"),
+        }
+    }
 }
 
 fn audit_record(out: &Outcome<'_>, method: &http::Method, request_id: String) -> AuditRecord {
@@ -640,7 +663,7 @@ fn catalog_model<'a>(out: &'a Outcome<'_>) -> Option<&'a str> {
 }
 
 /// Phase 5: one log line and the metrics. No content, no credentials.
-fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_id: &str) {
+fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_id: &RequestId) {
     let snap = out.snap;
     let project = out.project.map(|i| &snap.config.projects.projects[i]);
     let endpoint = out.op.map_or("unknown", |op| {
@@ -650,31 +673,26 @@ fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_i
         Some(d) => (d.verdict.as_str(), d.rules.header_value()),
         None => ("error", String::new()),
     };
-    // A model outside the catalog is the client's free text: log it only if the catalog knows it.
-    let model = out.model.as_deref().filter(|m| {
-        out.op.is_some_and(|op| {
-            snap.config
-                .catalog
-                .endpoint_of(op)
-                .models
-                .as_ref()
-                .is_some_and(|l| l.iter().any(|x| x == m))
-        })
-    });
-    tracing::info!(
-        target: "residency_proxy::request",
-        request_id,
-        project = project.map_or("-", |p| p.name.as_str()),
-        region = project.map_or("-", |p| p.region.as_str()),
-        endpoint,
-        model = model.unwrap_or("-"),
-        decision = verdict,
-        rule = rules.as_str(),
-        status = out.status.as_u16(),
-        upstream_status = out.upstream_status.map_or(0, |s| s.as_u16()),
-        error = out.error.unwrap_or("-"),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-    );
+    // The line's fields (the model lookup, the id's text) are worked out only when it is written.
+    if tracing::enabled!(target: "residency_proxy::request", tracing::Level::INFO) {
+        // A model outside the catalog is the client's free text: log it only if the catalog knows it.
+        let model = catalog_model(out);
+        let request_id = request_id.to_string();
+        tracing::info!(
+            target: "residency_proxy::request",
+            request_id = request_id.as_str(),
+            project = project.map_or("-", |p| p.name.as_str()),
+            region = project.map_or("-", |p| p.region.as_str()),
+            endpoint,
+            model = model.unwrap_or("-"),
+            decision = verdict,
+            rule = rules.as_str(),
+            status = out.status.as_u16(),
+            upstream_status = out.upstream_status.map_or(0, |s| s.as_u16()),
+            error = out.error.unwrap_or("-"),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
     metrics
         .requests
         .get_or_create(&RequestLabels {
