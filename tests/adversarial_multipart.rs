@@ -245,6 +245,36 @@ fn audio_cases(env: &Env) -> Vec<Case> {
             Expect::Refused(400, "invalid_request"),
         ));
     }
+    // A compressed form is inspected decompressed and forwarded as inspected.
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(ok_form.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let enc = |coding: &str, body: &[u8]| {
+        raw(
+            env,
+            "POST",
+            AUDIO,
+            &[
+                ("OpenAI-Project", "proj_eu"),
+                ("Content-Type", CT),
+                ("Content-Encoding", coding),
+            ],
+            body,
+        )
+    };
+    cases.push(Case::new(
+        "gzip form",
+        enc("gzip", &gz),
+        same("eu", AUDIO, ok_form.as_bytes()),
+    ));
+    cases.push(Case::new(
+        "br form",
+        enc("br", ok_form.as_bytes()),
+        Expect::Refused(415, "unsupported_content_encoding"),
+    ));
     let mut invalid_utf8 = form(&[named("model", "whisper-X"), file("file")]).into_bytes();
     let at = invalid_utf8.windows(9).position(|w| w == b"whisper-X").unwrap() + 8;
     invalid_utf8[at] = 0xff;
