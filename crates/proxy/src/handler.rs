@@ -20,7 +20,7 @@ use crate::body::{Held, ProxyBody, ResponseMeter};
 use crate::error::ProxyError;
 use crate::evaluate::{self, EarlyRefusal, Inspected, Matched};
 use crate::headers;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -670,14 +670,15 @@ fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_i
         snap.config.catalog.operation(op).template.as_str()
     });
     let (verdict, rules) = match &out.decision {
-        Some(d) => (d.verdict.as_str(), d.rules.header_value()),
-        None => ("error", String::new()),
+        Some(d) => (d.verdict.as_str(), d.rules),
+        None => ("error", policy::RuleSet::default()),
     };
     // The line's fields (the model lookup, the id's text) are worked out only when it is written.
     if tracing::enabled!(target: "residency_proxy::request", tracing::Level::INFO) {
         // A model outside the catalog is the client's free text: log it only if the catalog knows it.
         let model = catalog_model(out);
         let request_id = request_id.to_string();
+        let rules = rules.header_value();
         tracing::info!(
             target: "residency_proxy::request",
             request_id = request_id.as_str(),
@@ -695,12 +696,6 @@ fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_i
     }
     metrics
         .requests
-        .get_or_create(&RequestLabels {
-            project: project.map_or_else(|| "-".to_string(), |p| p.name.clone()),
-            region: project.map_or_else(|| "-".to_string(), |p| p.region.clone()),
-            endpoint: endpoint.to_string(),
-            decision: verdict,
-            rule: rules,
-        })
+        .get_or_create(&snap.labels.request(out.project, out.op, verdict, rules))
         .inc();
 }

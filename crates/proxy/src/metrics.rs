@@ -2,7 +2,8 @@
 //! come from the config, endpoints are catalog templates (or "unknown"), decisions and rules
 //! are fixed sets. Never a raw path, never a model name outside the catalog.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use policy::RuleSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -10,13 +11,100 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+/// A label value shared by every request that carries it: counting a request clones a
+/// pointer, never the text.
+pub type Label = std::sync::Arc<str>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub project: String,
-    pub region: String,
-    pub endpoint: String,
+    pub project: Label,
+    pub region: Label,
+    pub endpoint: Label,
     pub decision: &'static str,
-    pub rule: String,
+    pub rule: RuleLabel,
+}
+
+/// The rules as a label value, `store,alias` (as in `x-residency-rule`), written out when
+/// scraped rather than per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleLabel(pub RuleSet);
+
+impl std::hash::Hash for RuleLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for rule in self.0.iter() {
+            rule.hash(state);
+        }
+    }
+}
+
+impl EncodeLabelValue for RuleLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for (i, rule) in self.0.iter().enumerate() {
+            if i > 0 {
+                encoder.write_char(',')?;
+            }
+            encoder.write_str(rule.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// The label values of a config, made once per snapshot.
+pub struct LabelValues {
+    /// (name, region) by project index.
+    pub projects: Vec<(Label, Label)>,
+    /// Templates by catalog operation id.
+    pub endpoints: Vec<Label>,
+    /// No project selected.
+    pub none: Label,
+    /// No operation matched.
+    pub unknown: Label,
+}
+
+impl LabelValues {
+    pub fn new(config: &crate::config::Config) -> LabelValues {
+        LabelValues {
+            projects: config
+                .projects
+                .projects
+                .iter()
+                .map(|p| (Label::from(p.name.as_str()), Label::from(p.region.as_str())))
+                .collect(),
+            endpoints: config
+                .catalog
+                .operations
+                .iter()
+                .map(|op| Label::from(op.template.as_str()))
+                .collect(),
+            none: Label::from("-"),
+            unknown: Label::from("unknown"),
+        }
+    }
+
+    /// The labels of one request.
+    pub fn request(
+        &self,
+        project: Option<usize>,
+        op: Option<policy::OpId>,
+        decision: &'static str,
+        rules: RuleSet,
+    ) -> RequestLabels {
+        let (project, region) = project
+            .and_then(|i| self.projects.get(i))
+            .cloned()
+            .unwrap_or_else(|| (self.none.clone(), self.none.clone()));
+        RequestLabels {
+            project,
+            region,
+            endpoint: op
+                .and_then(|op| self.endpoints.get(op))
+                .unwrap_or(&self.unknown)
+                .clone(),
+            decision,
+            rule: RuleLabel(rules),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

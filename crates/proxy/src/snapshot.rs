@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub client: UpstreamClient,
     /// TLS for the proxy listener, when configured; reloaded with the config.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The metrics label values of this config.
+    pub labels: crate::metrics::LabelValues,
 }
 
 impl Snapshot {
@@ -35,6 +37,7 @@ impl Snapshot {
             None => None,
         };
         Ok(Snapshot {
+            labels: crate::metrics::LabelValues::new(&config),
             any_client_keys: !client_keys.is_empty(),
             client_keys,
             client,
