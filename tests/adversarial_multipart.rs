@@ -60,10 +60,10 @@ fn audio_cases(env: &Env) -> Vec<Case> {
         &ok_form,
     );
     fwd(
-        "upper-case NAME parameter is the name",
+        "header name and disposition type in other case",
         CT,
         &form(&[
-            part("content-disposition: FORM-DATA; NAME=\"model\"", "whisper-1"),
+            part("content-disposition: FORM-DATA; name=\"model\"", "whisper-1"),
             file("file"),
         ]),
     );
@@ -97,6 +97,28 @@ fn audio_cases(env: &Env) -> Vec<Case> {
         ])
     };
     bad("unquoted name", &[CT], &cd("name=model"));
+    // Parameter names are case-insensitive to some servers and not to others (multer).
+    bad("upper-case NAME parameter", &[CT], &cd("NAME=\"model\""));
+    bad("mixed-case name parameter", &[CT], &cd("namE=\"model\""));
+    // Servers that search for `name` (multer) stop at `nameX=`, or find one in a filename.
+    bad(
+        "parameter starting with name",
+        &[CT],
+        &cd("nameame=x; name=\"model\""),
+    );
+    bad("unknown parameter", &[CT], &cd("name=\"model\"; charset=utf-8"));
+    bad(
+        "name= inside a quoted filename",
+        &[CT],
+        &form(&[
+            part(
+                "Content-Disposition: form-data; filename=\"a; name=model;\"; name=\"prompt\"",
+                "gpt-4",
+            ),
+            named("model", "whisper-1"),
+            file("file"),
+        ]),
+    );
     bad("two name parameters", &[CT], &cd("name=\"x\"; name=\"model\""));
     bad("name* (RFC 5987)", &[CT], &cd("name*=utf-8''model"));
     bad("name and name*", &[CT], &cd("name=\"x\"; name*=utf-8''model"));

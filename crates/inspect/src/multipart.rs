@@ -369,7 +369,14 @@ fn parse_disposition(v: &str, at: usize) -> Result<(&str, Option<&str>), Multipa
             return Err(MultipartError::AmbiguousName(at));
         };
         rest = tail;
-        if pname.eq_ignore_ascii_case("name") {
+        // Parameter names are case-insensitive in RFC 2183 but not to every server (multer
+        // ignores `NAME=`): only the lower-case spelling everyone reads alike is accepted.
+        if (pname.eq_ignore_ascii_case("name") && pname != "name")
+            || (pname.eq_ignore_ascii_case("filename") && pname != "filename")
+        {
+            return Err(MultipartError::AmbiguousName(at));
+        }
+        if pname == "name" {
             let ParamValue::Quoted(n) = value else {
                 return Err(MultipartError::AmbiguousName(at));
             };
@@ -377,7 +384,7 @@ fn parse_disposition(v: &str, at: usize) -> Result<(&str, Option<&str>), Multipa
                 return Err(MultipartError::AmbiguousName(at));
             }
             name = Some(n);
-        } else if pname.eq_ignore_ascii_case("filename") {
+        } else if pname == "filename" {
             let f = match value {
                 ParamValue::Quoted(f) | ParamValue::Token(f) => f,
             };
@@ -385,15 +392,33 @@ fn parse_disposition(v: &str, at: usize) -> Result<(&str, Option<&str>), Multipa
                 return Err(MultipartError::AmbiguousName(at));
             }
             filename = Some(f);
-        } else if pname.ends_with('*') {
-            // `name*=` / `filename*=` (RFC 5987) would give a second, encoded spelling.
+        } else {
+            // Nothing else means anything in form-data, and other parameters confuse servers
+            // that search for `name` (multer stops at `nameX=`); `name*=` / `filename*=`
+            // (RFC 5987) would give a second, encoded spelling.
             return Err(MultipartError::AmbiguousName(at));
         }
+    }
+    // A parser that finds the name by searching for `name` after whitespace or `;` (multer)
+    // must find it only where we did, not inside a filename.
+    if name_like_positions(v) != 1 {
+        return Err(MultipartError::AmbiguousName(at));
     }
     match name {
         Some(n) => Ok((n, filename)),
         None => Err(MultipartError::AmbiguousName(at)),
     }
+}
+
+/// Places `name` (any case) starts at the beginning of `v` or after whitespace or `;`.
+fn name_like_positions(v: &str) -> usize {
+    let b = v.as_bytes();
+    (0..b.len().saturating_sub(3))
+        .filter(|&i| {
+            b[i..i + 4].eq_ignore_ascii_case(b"name")
+                && (i == 0 || b[i - 1].is_ascii_whitespace() || b[i - 1] == b';')
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -640,6 +665,17 @@ mod tests {
         assert!(amb("name=model"));
         assert!(amb("name=\"a\"; name=\"b\""));
         assert!(amb("name=\"a\"; NAME=\"a\""));
+        // Found by fuzzing against multer: it gives up at a parameter that starts with
+        // `name`, and it would find `name=` inside a quoted filename.
+        assert!(amb("nameame=x; name=\"model\""));
+        assert!(amb("name=\"model\"; foo=bar"));
+        assert!(amb("filename=\"a; name=model;\"; name=\"file\""));
+        assert!(amb("name=\"file\"; filename=\"my name.wav\""));
+        assert!(!amb("name=\"file\"; filename=\"my_name.wav\""));
+        // Found by fuzzing against multer, which reads only the lower-case spelling.
+        assert!(amb("NAME=\"model\""));
+        assert!(amb("namE=\"model\""));
+        assert!(amb("name=\"file\"; FILENAME=\"a\""));
         assert!(amb("name*=UTF-8''model"));
         assert!(amb("name=\"a\"; name*=UTF-8''model"));
         assert!(amb("name=\"mo\\del\""));

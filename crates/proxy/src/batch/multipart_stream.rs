@@ -178,7 +178,12 @@ fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
         let (k, v) = p
             .split_once('=')
             .ok_or("a Content-Disposition parameter has no value")?;
-        let k = k.trim().to_ascii_lowercase();
+        let raw_key = k.trim();
+        let k = raw_key.to_ascii_lowercase();
+        // As in `inspect::scan_multipart`: `NAME=` is the name to some servers and not to others.
+        if (k == "name" || k == "filename") && raw_key != k {
+            return Err("a multipart parameter name is not lower case".into());
+        }
         let v = v.trim();
         let quoted = v
             .strip_prefix('"')
@@ -191,14 +196,27 @@ fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
                     return Err("a multipart part names its field twice".into());
                 }
             }
-            "filename" if filename.replace(quoted.unwrap_or(v).to_string()).is_some() => {
-                return Err("a multipart part has two file names".into());
+            "filename" => {
+                if filename.replace(quoted.unwrap_or(v).to_string()).is_some() {
+                    return Err("a multipart part has two file names".into());
+                }
             }
-            k if k.ends_with('*') => {
-                return Err("extended (name*=) multipart parameters are not accepted".into())
-            }
-            _ => {}
+            // As in `inspect::scan_multipart`: nothing else means anything in form-data, and
+            // `name*=` would be a second, encoded spelling.
+            _ => return Err("a Content-Disposition parameter other than name and filename".into()),
         }
+    }
+    // As in `inspect::scan_multipart`: a parser that searches for `name` after whitespace or
+    // `;` (multer) must find it only where we did.
+    let b = disposition.as_bytes();
+    let name_like = (0..b.len().saturating_sub(3))
+        .filter(|&i| {
+            b[i..i + 4].eq_ignore_ascii_case(b"name")
+                && (i == 0 || b[i - 1].is_ascii_whitespace() || b[i - 1] == b';')
+        })
+        .count();
+    if name_like != 1 {
+        return Err("a multipart part names its field ambiguously".into());
     }
     Ok((name.ok_or("a multipart part has no field name")?, filename))
 }
@@ -279,6 +297,11 @@ mod tests {
             "form-data; name*=utf-8''purpose",
             "form-data; name=\"pur\\\"pose\"",
             "attachment; name=\"purpose\"",
+            "form-data; NAME=\"purpose\"",
+            "form-data; nameame=x; name=\"purpose\"",
+            "form-data; name=\"purpose\"; foo=bar",
+            "form-data; name=\"file\"; filename=\"my name\"",
+            "form-data; name=\"file\"; FileName=\"a\"",
         ] {
             let body = format!("--B\r\nContent-Disposition: {cd}\r\n\r\nx\r\n--B--\r\n");
             assert!(events(body.as_bytes(), "B", 3).is_err(), "{cd}");
