@@ -12,59 +12,63 @@ pub static X_PROJECT: HeaderName = HeaderName::from_static("x-residency-project"
 pub static X_REGION: HeaderName = HeaderName::from_static("x-residency-region");
 pub static X_RULE: HeaderName = HeaderName::from_static("x-residency-rule");
 
+/// Hop-by-hop whatever `Connection` says. `Connection` first: its bit is tested below.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+    UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
 /// Removes hop-by-hop headers: the fixed set and every name listed in `Connection`.
 /// `keep_upgrade` keeps `Connection: upgrade` + `Upgrade` for a websocket handshake.
+///
+/// This runs on every request and response, so one pass over the names finds which are
+/// present (usually none, or `Connection: keep-alive`), only those are removed, and the names
+/// listed in `Connection` are removed by their text, without allocating.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names instead of a hashed removal per name.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
     }
-    if headers.contains_key(CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .filter(|name| !(keep_upgrade && name == UPGRADE))
-            .collect();
-        for name in listed {
+    if present & 1 != 0 {
+        // The values are taken out first (clones share their bytes): one on the stack, any
+        // further ones in a Vec.
+        let (mut first, mut more) = (None, Vec::new());
+        if let http::header::Entry::Occupied(e) = headers.entry(CONNECTION) {
+            for value in e.remove_entry_mult().1 {
+                if first.is_none() {
+                    first = Some(value);
+                } else {
+                    more.push(value);
+                }
+            }
+        }
+        for value in first.iter().chain(&more) {
+            let Ok(text) = value.to_str() else { continue };
+            for name in text.split(',').map(str::trim) {
+                if name.is_empty() || (keep_upgrade && name.eq_ignore_ascii_case("upgrade")) {
+                    continue;
+                }
+                headers.remove(name);
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate().skip(1) {
+        if present & (1 << i) != 0 && !(keep_upgrade && name == UPGRADE) {
             headers.remove(name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in [
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        PROXY_AUTHORIZATION,
-        PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
-}
-
-/// The names `strip_hop_by_hop` removes without being told by `Connection`.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        CONNECTION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        PROXY_AUTHORIZATION,
-        PROXY_AUTHENTICATE,
-        UPGRADE,
-    ]
-    .contains(name)
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
 }
 
 /// Adds the decision headers every response carries.
@@ -109,6 +113,20 @@ mod tests {
         h.insert(TE, HeaderValue::from_static("trailers"));
         h.insert(UPGRADE, HeaderValue::from_static("h2c"));
         h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_connection_value_is_read() {
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("close"));
+        h.append(CONNECTION, HeaderValue::from_static(" X-One ,x-two"));
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
