@@ -13,7 +13,8 @@
 # Environment overrides: LOAD_ROUNDS, LOAD_DURATION (s), LOAD_WARMUP (s), LOAD_CONNS ("32 256"),
 # LOAD_H2_CONNS (32), LOAD_H2_STREAMS (10), LOAD_PROXY_CPU (1), LOAD_CLIENT_CPU (0),
 # LOAD_WORKERS (residency-proxy `workers`; default 1 when the config knows the key),
-# LOAD_RESULTS_DIR, LOAD_SKIP_BUILD=1 (use the existing target/release/residency-proxy).
+# LOAD_RESULTS_DIR, LOAD_SKIP_BUILD=1 (use the existing target/release/residency-proxy),
+# LOAD_BIN=path (measure that residency-proxy binary, e.g. an older build; implies no build).
 set -euo pipefail
 
 usage() {
@@ -119,8 +120,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ $(wc -c <"$REQUEST") -eq 971 ]] || die "request.json must be 971 bytes"
 [[ $(wc -c <"$RESPONSE") -eq 665 ]] || die "response.json must be 665 bytes"
 
-BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/residency-proxy"
-if [[ "${LOAD_SKIP_BUILD:-0}" != 1 ]]; then
+BIN="${LOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/residency-proxy}"
+if [[ "${LOAD_SKIP_BUILD:-0}" != 1 && -z "${LOAD_BIN:-}" ]]; then
     log "building: cargo build --release --locked --bin residency-proxy (first build: a few minutes)"
     cargo build --release --locked --bin residency-proxy >&2 || die "cargo build failed"
 fi
@@ -535,6 +536,7 @@ RSS_IDLE_START="nginx=$(rss_kib "${NGINX_WORKERS[@]}") residency-proxy=$(rss_kib
     echo "kernel=$(uname -r)"
     echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*: //') wrk=$(wrk -v 2>&1 | head -n 1 | awk '{print $2}') h2load=$(h2load --version | awk '{print $2}')"
     echo "residency_proxy_config_workers=${WORKERS_LINE:-absent (one per visible CPU)}"
+    echo "residency_proxy_bin=$BIN sha256=$(sha256sum "$BIN" | cut -c1-16)"
     echo "ports: mock=$MOCK_PORT nginx=$NGINX_PORT nginx_h2c=$NGINX_H2_PORT residency-proxy=$RP_PORT admin=$RP_ADMIN_PORT"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "rss_idle_start_kib: $RSS_IDLE_START"
@@ -613,7 +615,7 @@ END {
 }' "$RUNS" | tee "$RESULTS/summary.txt"
 {
     echo
-    echo "conditions: $(grep -E '^(git_rev|mode|loadavg_start|loadavg_end|residency_proxy_config_workers)' "$RESULTS/meta.txt" | tr '\n' ' ')"
+    echo "conditions: $(grep -E '^(git_rev|mode|loadavg_start|loadavg_end|residency_proxy_config_workers|residency_proxy_bin)' "$RESULTS/meta.txt" | tr '\n' ' ')"
     for n in "${NOTES[@]}"; do echo "note: $n"; done
     echo "rss: VmRSS of residency-proxy, of the nginx worker (master left out)."
     echo "cpu us/r: CPU time of the target (residency-proxy all threads; nginx worker) per request on the shared core; mock us/r and cs/r: the mock upstream's CPU time and context switches per request."
