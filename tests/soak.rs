@@ -4,6 +4,11 @@
 //! end of the run may not sit clearly above its early plateau.
 //!
 //! A long run: `SOAK_SECS=300 cargo test --test soak -- --nocapture`.
+//!
+//! Recorded 2026-11-29 (debug build, 6 workers, niced, sharing 2 cores with fuzzers): 300 s,
+//! 62 885 requests (210/s: 18 863 allowed, 6 288 rewritten, 6 288 denied, 6 289 invalid,
+//! 12 578 streamed, 6 290 audio uploads of 64 KiB, 6 289 file uploads of 256 KiB); VmRSS
+//! 15.6 MiB before the load, 18.7–19.6 MiB throughout (peak 19.6 MiB), 19.2 MiB at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
