@@ -210,6 +210,21 @@ fn json_cases(env: &Env) -> Vec<Case> {
         );
     }
     deny("model missing", r#"{"messages":[]}"#, "model_not_eligible");
+    // Image parts are found after unescaping, at any depth (eu-zdr has no image approval).
+    deny(
+        "escaped image_url type",
+        &format!(
+            r#"{{"model":"{M}","messages":[{{"role":"user","content":[{{"type":"image_\u0075rl","image_url":{{"url":"x"}}}}]}}]}}"#
+        ),
+        "image_input",
+    );
+    deny(
+        "escaped type key",
+        &format!(
+            r#"{{"model":"{M}","messages":[{{"role":"user","content":[{{"t\u0079pe":"image_url","image_url":{{"url":"x"}}}}]}}]}}"#
+        ),
+        "image_input",
+    );
     deny(
         "model only in a nested object",
         &format!(r#"{{"x":{{"model":"{M}"}}}}"#),
