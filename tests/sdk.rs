@@ -418,8 +418,17 @@ fn check_upstreams(sdk: Sdk, s: &Setup) {
         );
         assert!(
             !mock.requests().iter().any(|r| body_has(r, "\"gpt-4o\"")),
-            "a request with the bare gpt-4o model reached the {} upstream",
-            mock.name()
+            "a request with the bare gpt-4o model reached the {} upstream: {:?}",
+            mock.name(),
+            mock.requests()
+                .iter()
+                .filter(|r| body_has(r, "\"gpt-4o\""))
+                .map(|r| (
+                    r.method.clone(),
+                    r.path_and_query.clone(),
+                    String::from_utf8_lossy(&r.body).into_owned()
+                ))
+                .collect::<Vec<_>>()
         );
     }
     let retried = eu

@@ -468,6 +468,7 @@ fn watch_batch(
         purpose_value: spec.purpose_value.clone(),
         file_field: spec.file_field.clone(),
         max_line: usize::try_from(snap.config.limits.max_body_bytes).unwrap_or(usize::MAX),
+        max_held: usize::try_from(snap.config.limits.max_body_bytes).unwrap_or(usize::MAX),
     };
     let checker = batch::BatchChecker::new(limits, boundary, check);
     let verdict = batch::Verdict::default();

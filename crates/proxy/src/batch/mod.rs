@@ -7,6 +7,12 @@
 //! verdict. A refused upload never completes upstream (its closing boundary is never sent and
 //! the upstream request is aborted), so no file is created, and the client gets a 403 that
 //! names the first bad line.
+//!
+//! A bad line does not leave the machine either. Once the upload is known to be a batch, the
+//! chunks of a line still being read are held until the line is checked, and the first bad
+//! line aborts the upload before its bytes are sent. When the file comes before `purpose`
+//! (the Node SDK's order), a line that breaks a rule makes the guard hold everything from the
+//! chunk before it on (within `max_held` bytes) until `purpose` says whether it matters.
 
 pub mod multipart_stream;
 
@@ -26,6 +32,8 @@ pub struct BatchSpec {
     pub file_field: String,
     /// Longest line checked; longer lines are refused (in a batch upload).
     pub max_line: usize,
+    /// Most bytes held back while a suspect upload waits for its `purpose`; past it, refused.
+    pub max_held: usize,
 }
 
 /// Why an upload is refused: the policy rule a line broke, or None when the upload itself
@@ -55,6 +63,7 @@ pub struct BatchChecker {
     check: LineCheck,
     current: Option<Current>,
     purpose: Option<String>,
+    purpose_done: bool,
     purpose_parts: usize,
     file_parts: usize,
     line: BytesMut,
@@ -80,6 +89,7 @@ impl BatchChecker {
             check,
             current: None,
             purpose: None,
+            purpose_done: false,
             purpose_parts: 0,
             file_parts: 0,
             line: BytesMut::new(),
@@ -89,7 +99,11 @@ impl BatchChecker {
         }
     }
 
+    /// Known once the `purpose` part has ended (a prefix of it proves nothing).
     fn is_batch_known(&self) -> Option<bool> {
+        if !self.purpose_done {
+            return None;
+        }
         self.purpose.as_deref().map(|p| p == self.spec.purpose_value)
     }
 
@@ -143,6 +157,9 @@ impl BatchChecker {
                 _ => {}
             },
             Owned::End => {
+                if self.current == Some(Current::Purpose) {
+                    self.purpose_done = true;
+                }
                 if self.current == Some(Current::File) && !self.line.is_empty() {
                     let line = std::mem::take(&mut self.line);
                     self.check_line(&line);
@@ -196,19 +213,36 @@ impl BatchChecker {
         }
     }
 
+    /// The refusal already certain, whatever follows: malformed, or a batch with a bad line.
+    fn refused_now(&mut self) -> Option<Refusal> {
+        if let Some(m) = &self.malformed {
+            return Some(Refusal::unreadable(m.clone()));
+        }
+        if self.is_batch_known() != Some(true) {
+            return None;
+        }
+        self.first_bad.take().map(|bad| Refusal {
+            rule: bad.rule,
+            message: format!("The batch input file is refused: {}", bad.message),
+        })
+    }
+
+    /// A line broke a rule and it is not yet known whether the upload is a batch.
+    fn suspect(&self) -> bool {
+        self.is_batch_known().is_none() && self.first_bad.as_ref().is_some_and(|b| b.rule.is_some())
+    }
+
+    /// A line of a known batch is only partly read: its bytes wait until it is checked.
+    fn line_pending(&self) -> bool {
+        self.is_batch_known() == Some(true) && !self.line.is_empty()
+    }
+
     /// The verdict once the whole body has been seen: Err(why) refuses the upload.
     pub fn finish(&mut self) -> Result<(), Refusal> {
-        if let Some(m) = &self.malformed {
-            return Err(Refusal::unreadable(m.clone()));
+        if let Some(why) = self.refused_now() {
+            return Err(why);
         }
-        self.parser.finish().map_err(Refusal::unreadable)?;
-        match (self.is_batch_known(), self.first_bad.take()) {
-            (Some(true), Some(bad)) => Err(Refusal {
-                rule: bad.rule,
-                message: format!("The batch input file is refused: {}", bad.message),
-            }),
-            _ => Ok(()),
-        }
+        self.parser.finish().map_err(Refusal::unreadable)
     }
 }
 
@@ -222,11 +256,13 @@ enum Owned {
 pub type Verdict = Arc<Mutex<Option<Refusal>>>;
 
 /// The upload as it is forwarded: every chunk passes on as it arrives, except the last, which
-/// waits for the verdict.
+/// waits for the verdict, and those held while a line is unchecked or the upload is suspect.
 pub struct BatchGuard<B> {
     inner: B,
     checker: BatchChecker,
-    held: Option<Bytes>,
+    /// Chunks read but not yet forwarded, oldest first.
+    queue: std::collections::VecDeque<Bytes>,
+    queued: usize,
     verdict: Verdict,
     finished: bool,
     /// Report mode: a refusal is recorded but the upload completes.
@@ -238,11 +274,47 @@ impl<B> BatchGuard<B> {
         BatchGuard {
             inner,
             checker,
-            held: None,
+            queue: std::collections::VecDeque::new(),
+            queued: 0,
             verdict,
             finished: false,
             report_only,
         }
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let b = self.queue.pop_front()?;
+        self.queued -= b.len();
+        Some(b)
+    }
+
+    /// Whether the oldest queued chunk may go now: never the last one before the end, none
+    /// whose bytes the parser has not decided yet (a line's end may be among them), and nothing
+    /// while a line is unchecked or the upload is suspect (report mode does not hold for those).
+    fn may_release(&self) -> bool {
+        if self.finished {
+            return true;
+        }
+        let Some(front) = self.queue.front() else {
+            return false;
+        };
+        self.queue.len() > 1
+            && self.queued - front.len() >= self.checker.parser.undecided()
+            && (self.report_only || !(self.checker.suspect() || self.checker.line_pending()))
+    }
+
+    /// Records the refusal; outside report mode, drops what was held and aborts the upload.
+    fn refuse(&mut self, why: Refusal) -> Option<BoxError> {
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = Some(why);
+        }
+        if self.report_only {
+            return None;
+        }
+        self.finished = true;
+        self.queue.clear();
+        self.queued = 0;
+        Some(Box::new(BatchRefused))
     }
 }
 
@@ -272,8 +344,13 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
+            if this.may_release() {
+                if let Some(b) = this.pop() {
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+            }
             if this.finished {
-                return Poll::Ready(this.held.take().map(|b| Ok(Frame::data(b))));
+                return Poll::Ready(None);
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -284,19 +361,30 @@ where
                         continue;
                     }
                     this.checker.push(&data);
-                    if let Some(prev) = this.held.replace(data) {
-                        return Poll::Ready(Some(Ok(Frame::data(prev))));
+                    this.queued += data.len();
+                    this.queue.push_back(data);
+                    let refusal = if let Some(why) = this.checker.refused_now() {
+                        Some(why)
+                    } else if this.queued > this.checker.spec.max_held && !this.report_only {
+                        Some(Refusal::unreadable(format!(
+                            "the upload holds a line that would be refused in a batch, and its \
+                             purpose is not known within {} bytes",
+                            this.checker.spec.max_held
+                        )))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = refusal {
+                        if let Some(e) = this.refuse(why) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
                     }
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
                     if let Err(why) = this.checker.finish() {
-                        if let Ok(mut v) = this.verdict.lock() {
-                            *v = Some(why);
-                        }
-                        if !this.report_only {
-                            this.held = None;
-                            return Poll::Ready(Some(Err(Box::new(BatchRefused))));
+                        if let Some(e) = this.refuse(why) {
+                            return Poll::Ready(Some(Err(e)));
                         }
                     }
                 }
@@ -319,6 +407,7 @@ mod tests {
             purpose_value: "batch".into(),
             file_field: "file".into(),
             max_line: 1024,
+            max_held: 4096,
         }
     }
 
@@ -419,5 +508,117 @@ mod tests {
         let refusal = verdict.lock().unwrap().clone().unwrap();
         assert!(refusal.message.contains("line 2"), "{refusal:?}");
         assert_eq!(refusal.rule, Some(policy::Rule::ModelNotEligible));
+    }
+
+    /// Forwards `body` cut into `chunk`-byte pieces through a guard: what was sent, whether the
+    /// upload was aborted, and the recorded refusal.
+    async fn drive(body: &[u8], chunk: usize, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
+        use http_body_util::BodyExt;
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
+            .chunks(chunk)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let mut c = checker();
+        c.spec = spec;
+        let verdict: Verdict = Arc::default();
+        let mut guard = BatchGuard::new(inner, c, verdict.clone(), false);
+        let mut sent = Vec::new();
+        let mut failed = false;
+        while let Some(frame) = guard.frame().await {
+            match frame {
+                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let refusal = verdict.lock().unwrap().clone();
+        (sent, failed, refusal)
+    }
+
+    #[tokio::test]
+    async fn no_byte_of_a_bad_line_is_sent_whatever_the_order_and_chunking() {
+        let lines = "{\"ok\":1}\n{\"ok\":2}\n{\"bad\":3}\n{\"ok\":4}\n";
+        for purpose_first in [true, false] {
+            let body = upload("batch", lines, purpose_first);
+            // File first: exact when a line spans at most two chunks (the guard holds the one
+            // before a bad line). Purpose first: exact for any chunking.
+            let sizes: &[usize] = if purpose_first {
+                &[1, 3, 7, 10, 64]
+            } else {
+                &[10, 16, 64]
+            };
+            for &chunk in sizes {
+                let (sent, failed, refusal) = drive(&body, chunk, spec()).await;
+                assert!(failed, "order {purpose_first} chunk {chunk}");
+                assert!(body.starts_with(&sent));
+                assert!(
+                    memchr::memmem::find(&sent, b"bad").is_none() && !sent.ends_with(b"{\"ba"),
+                    "order {purpose_first} chunk {chunk}: sent {:?}",
+                    String::from_utf8_lossy(&sent)
+                );
+                assert!(refusal.unwrap().message.contains("line 3"));
+            }
+        }
+    }
+
+    /// undici (the Node SDK) writes a part's closing CRLF as a chunk of its own: the line's end
+    /// is decided only with a later chunk, and the chunk holding the line must wait for it.
+    #[tokio::test]
+    async fn a_bad_line_whose_end_comes_in_a_later_tiny_chunk_is_not_sent() {
+        use http_body_util::BodyExt;
+        let file = "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n";
+        let pieces: Vec<&[u8]> = vec![
+            file.as_bytes(),
+            b"{\"ok\":1}\n{\"bad\":2}\n",
+            b"\r\n",
+            b"--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n",
+            b"batch",
+            b"\r\n",
+            b"--B--\r\n",
+        ];
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = pieces
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let verdict: Verdict = Arc::default();
+        let mut guard = BatchGuard::new(inner, checker(), verdict.clone(), false);
+        let mut sent = Vec::new();
+        while let Some(Ok(f)) = guard.frame().await {
+            sent.extend_from_slice(&f.into_data().unwrap());
+        }
+        assert!(
+            memchr::memmem::find(&sent, b"bad").is_none(),
+            "{:?}",
+            String::from_utf8_lossy(&sent)
+        );
+        assert!(verdict.lock().unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_suspect_upload_that_is_not_a_batch_is_forwarded_whole() {
+        let body = upload("fine-tune", "{\"bad\":1}\n{\"ok\":2}\n", false);
+        for chunk in [1, 5, 64] {
+            let (sent, failed, refusal) = drive(&body, chunk, spec()).await;
+            assert!(!failed && refusal.is_none(), "chunk {chunk}");
+            assert_eq!(sent, body, "chunk {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_suspect_upload_held_past_max_held_is_refused() {
+        let lines = format!("{{\"bad\":1}}\n{}", "{\"ok\":2}\n".repeat(100));
+        let body = upload("fine-tune", &lines, false);
+        let spec = BatchSpec {
+            max_held: 256,
+            ..spec()
+        };
+        let (sent, failed, refusal) = drive(&body, 16, spec).await;
+        assert!(failed);
+        assert!(memchr::memmem::find(&sent, b"bad").is_none());
+        assert!(refusal.unwrap().message.contains("purpose is not known"));
     }
 }

@@ -58,6 +58,12 @@ impl MultipartStream {
         Ok(())
     }
 
+    /// How many of the bytes pushed so far are not yet decided (a possible delimiter or an
+    /// unfinished header block): the events they hold come with a later chunk.
+    pub fn undecided(&self) -> usize {
+        self.carry.len()
+    }
+
     /// The body ended: it must have ended with the closing delimiter.
     pub fn finish(&self) -> Result<(), String> {
         if self.state == State::Done {
