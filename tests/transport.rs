@@ -7,6 +7,8 @@
 //! the mock does not record (the proxy closing an upstream stream; hashing 256 MiB as it
 //! streams), small upstreams in tests/support.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test plumbing: a websocket error is large, and a multipart part is a tuple on purpose.
+#![allow(clippy::result_large_err, clippy::type_complexity)]
 
 #[path = "support/mod.rs"]
 mod support;
