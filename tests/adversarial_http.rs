@@ -77,10 +77,11 @@ fn framing_cases(env: &Env) -> Vec<Case> {
                 &format!("Content-Length: {n}\r\n"),
                 &format!("Transfer-Encoding: chunked\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n"),
             ),
-            // RFC 9112 §6.1: processed by Transfer-Encoding alone and the connection closed
-            // after (hyper drops the Content-Length before the handler sees it). The upstream
-            // gets one framing, ours; `te_and_cl_cannot_smuggle_a_second_request` pins the rest.
-            ok(),
+            // The request-smuggling shape. hyper would resolve it (drop the Content-Length,
+            // read by chunked) before the handler sees it, so the framing guard in front of
+            // hyper refuses the head itself; `te_and_cl_cannot_smuggle_a_second_request` pins
+            // the pipelined form.
+            BAD_REQUEST,
         ),
         Case::new(
             "chunked and content-length",
@@ -89,7 +90,7 @@ fn framing_cases(env: &Env) -> Vec<Case> {
                 "Transfer-Encoding: chunked\r\n",
                 &format!("Content-Length: {n}\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n"),
             ),
-            ok(),
+            BAD_REQUEST,
         ),
         // Codings before the final chunked would reach us as undecoded body bytes.
         Case::new("chunked twice", chunked(env, "chunked, chunked"), BAD_REQUEST),
@@ -375,9 +376,9 @@ async fn host_never_chooses_the_upstream() {
 }
 
 /// The classic CL.TE smuggle: a Content-Length reading would swallow a second request, a
-/// Transfer-Encoding reading makes it a pipelined one. Neither a second request nor the
-/// swallowed bytes may reach an upstream: we read by Transfer-Encoding, forward our own
-/// framing, and close the connection.
+/// Transfer-Encoding reading makes it a pipelined one. hyper would resolve it by chunked, so
+/// the framing guard in front of hyper refuses the head itself: a 400 with the JSON error,
+/// the connection closed, and nothing (neither request) at any upstream.
 #[tokio::test]
 async fn te_and_cl_cannot_smuggle_a_second_request() {
     let env = env_with("").await;
@@ -404,7 +405,7 @@ async fn te_and_cl_cannot_smuggle_a_second_request() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(r.status, 200, "{r:#?}");
+        error_shape(&r, 400, "invalid_request").unwrap();
         assert_eq!(r.header("connection"), Some("close"), "{r:#?}");
         let rest = tokio::time::timeout(std::time::Duration::from_secs(10), c.read_rest())
             .await
@@ -416,10 +417,42 @@ async fn te_and_cl_cannot_smuggle_a_second_request() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(env.us.request_count(), 0, "the smuggled request was forwarded");
-        let got = env.eu.requests();
-        assert_eq!(got.len(), 1);
-        assert_eq!(&got[0].body[..], BODY.as_bytes());
+        assert_eq!(env.eu.request_count(), 0, "the refused request was forwarded");
     }
+}
+
+/// Pipelined behind a good request, the refused head is answered after the good one's
+/// response, in order, and only the good request reaches an upstream.
+#[tokio::test]
+async fn te_and_cl_after_a_pipelined_request_is_refused_in_order() {
+    let env = env_with("").await;
+    let good = format!(
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\nContent-Type: application/json\r\n\
+Content-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let bad = format!(
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_us\r\nContent-Type: application/json\r\n\
+Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{BODY}\r\n0\r\n\r\n",
+        BODY.len()
+    );
+    let raw = format!("{good}{bad}");
+    let mut c = Conn::open(env.proxy.addr, raw.as_bytes()).await;
+    let wait = std::time::Duration::from_secs(10);
+    let first = tokio::time::timeout(wait, c.response(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, 200, "{first:#?}");
+    let second = tokio::time::timeout(wait, c.response(false))
+        .await
+        .unwrap()
+        .unwrap();
+    error_shape(&second, 400, "invalid_request").unwrap();
+    assert_eq!(second.header("connection"), Some("close"), "{second:#?}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(env.eu.request_count(), 1);
+    assert_eq!(env.us.request_count(), 0, "the refused request was forwarded");
 }
 
 /// A websocket upgrade is a tunnel no later request in it is checked on: only the realtime

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod evaluate;
 pub mod explain;
+pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod metrics;

@@ -4,6 +4,7 @@
 use crate::admin;
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::framing::FramingGuard;
 use crate::handler::{self, Services};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -20,8 +21,9 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-/// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list); the framing
+// guard uses the same bound, so a longer head is hyper's to refuse.
+use crate::framing::MAX_HEAD_BYTES;
 
 /// State shared by every connection for the life of the process.
 pub struct Shared {
@@ -167,13 +169,21 @@ async fn accept_loop(
             });
             match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    // hyper resolves Content-Length + Transfer-Encoding itself; the guard refuses it first.
+                    let io = FramingGuard::new(stream);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acceptor) => {
                     // The handshake is bounded like a request head: a silent client cannot hold a slot.
                     if let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                        // HTTP/2 has no such framing ambiguity: only HTTP/1 bytes are followed.
+                        let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            FramingGuard::passthrough(tls)
+                        } else {
+                            FramingGuard::new(tls)
+                        };
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                         let _ = watcher.watch(conn.into_owned()).await;
                     }
                 }

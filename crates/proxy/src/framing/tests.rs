@@ -1,0 +1,146 @@
+use super::*;
+
+const CHAT: &str = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n";
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+}
+
+#[test]
+fn content_length_and_chunked_in_either_order_are_refused() {
+    for raw in [
+        format!("{CHAT}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        format!("{CHAT}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello"),
+        format!("{CHAT}transfer-encoding: gzip\r\nCONTENT-LENGTH: 5\r\ncontent-length: 5\r\n\r\nhello"),
+        format!("{CHAT}Transfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n0\r\n\r\n"),
+    ] {
+        let mut t = Tracker::new();
+        assert_eq!(t.feed(raw.as_bytes()), Step::Refuse { keep: 0 }, "{raw}");
+    }
+}
+
+#[test]
+fn a_refused_head_after_good_requests_keeps_only_those() {
+    let good = format!("{CHAT}Content-Length: 5\r\n\r\nhello");
+    let bad = format!("{CHAT}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    let mut t = Tracker::new();
+    let raw = format!("{good}{bad}");
+    assert_eq!(t.feed(raw.as_bytes()), Step::Refuse { keep: good.len() });
+    assert_eq!(t.requests(), 1);
+}
+
+#[test]
+fn pipelined_requests_after_chunked_and_fixed_bodies_pass() {
+    let raw = format!(
+        "{CHAT}Transfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n3 ; x\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n\
+{CHAT}Content-Length: 11\r\n\r\nhello world{}\r\n{CHAT}Content-Length: 0\r\n\r\n{}",
+        get("/a"),
+        get("/b")
+    );
+    let mut t = Tracker::new();
+    assert_eq!(t.feed(raw.as_bytes()), Step::Pass);
+    assert_eq!(t.requests(), 5);
+    assert_eq!(t.held(), 0);
+    assert!(!t.is_off());
+    // The body bytes were skipped, not parsed: a head-like body does not count as a request.
+    let mut t = Tracker::new();
+    let body = get("/hidden");
+    let raw = format!("{CHAT}Content-Length: {}\r\n\r\n{body}", body.len());
+    assert_eq!(t.feed(raw.as_bytes()), Step::Pass);
+    assert_eq!(t.requests(), 1);
+}
+
+#[test]
+fn byte_by_byte_feeding_matches_one_feed() {
+    let good = format!(
+        "{CHAT}Transfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\nT: v\r\n\r\n{}",
+        get("/x")
+    );
+    let bad = format!("{CHAT}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello");
+    let raw = format!("{good}{bad}");
+    let mut t = Tracker::new();
+    let mut refused_at = None;
+    for (i, b) in raw.as_bytes().iter().enumerate() {
+        if let Step::Refuse { keep } = t.feed(std::slice::from_ref(b)) {
+            assert_eq!(keep, 0);
+            refused_at = Some(i);
+            break;
+        }
+    }
+    assert_eq!(t.requests(), 2);
+    // Refused on the head's last byte, with the whole head held back until then.
+    assert_eq!(
+        refused_at,
+        Some(good.len() + bad.find("\r\n\r\n").unwrap_or(0) + 3)
+    );
+}
+
+#[test]
+fn a_partial_head_is_held_back() {
+    // Not the first: hyper's protocol detection and header timeout must see its bytes.
+    let mut t = Tracker::new();
+    assert_eq!(t.feed(b"POST /v1/chat"), Step::Pass);
+    assert_eq!(t.held(), 0);
+    let mut t = Tracker::new();
+    let body = format!("{CHAT}Content-Length: 2\r\n\r\nok");
+    let next = "GET /next HTTP/1.1\r\nHo";
+    assert_eq!(t.feed(format!("\r\n{body}{next}").as_bytes()), Step::Pass);
+    assert_eq!(t.held(), next.len());
+    assert_eq!(t.feed(b"st: x\r\n\r\n"), Step::Pass);
+    assert_eq!(t.held(), 0);
+    assert_eq!(t.requests(), 2);
+}
+
+#[test]
+fn what_the_tracker_does_not_follow_passes_unchanged() {
+    let cases = [
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(),
+        b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n".to_vec(),
+        format!("{CHAT}Transfer-Encoding: gzip\r\n\r\n").into_bytes(),
+        format!("{CHAT}Transfer-Encoding: chunked\r\n\r\nzz\r\n").into_bytes(),
+        format!("{CHAT}Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n").into_bytes(),
+    ];
+    for raw in cases {
+        let mut t = Tracker::new();
+        assert_eq!(t.feed(&raw), Step::Pass, "{}", String::from_utf8_lossy(&raw));
+        assert!(t.is_off(), "{}", String::from_utf8_lossy(&raw));
+        assert_eq!(t.held(), 0);
+        // Once off, even a refused shape passes: hyper judges the rest of the connection.
+        let bad = format!("{CHAT}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(t.feed(bad.as_bytes()), Step::Pass);
+    }
+}
+
+#[test]
+fn an_oversized_head_is_left_to_hyper() {
+    let mut t = Tracker::new();
+    let big = format!("{CHAT}X-Big: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
+    assert_eq!(t.feed(big.as_bytes()), Step::Pass);
+    assert!(t.is_off());
+    assert_eq!(t.held(), 0);
+}
+
+#[test]
+fn the_refusal_is_a_complete_json_400() {
+    let raw = guard::refusal_bytes();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    for h in [
+        "content-type: application/json\r\n",
+        "connection: close\r\n",
+        "x-residency-decision: deny\r\n",
+    ] {
+        assert!(text.contains(h), "{h} in {text}");
+    }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", body.len())),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["param"].is_null());
+}
