@@ -482,30 +482,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_batch_never_sends_its_last_chunk() {
-        use http_body_util::BodyExt;
         let body = upload("batch", "{\"ok\":1}\n{\"bad\":2}", true);
-        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
-            .chunks(10)
-            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
-            .collect();
-        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
-        let verdict: Verdict = Arc::default();
-        let mut guard = BatchGuard::new(inner, checker(), verdict.clone(), false);
-        let mut sent = Vec::new();
-        let mut failed = false;
-        while let Some(frame) = guard.frame().await {
-            match frame {
-                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let (sent, failed, refusal) = drive(&body, 10, spec()).await;
         assert!(failed);
         assert!(sent.len() < body.len() && body.starts_with(&sent));
         assert!(!sent.ends_with(b"--B--\r\n"));
-        let refusal = verdict.lock().unwrap().clone().unwrap();
+        let refusal = refusal.unwrap();
         assert!(refusal.message.contains("line 2"), "{refusal:?}");
         assert_eq!(refusal.rule, Some(policy::Rule::ModelNotEligible));
     }
@@ -513,9 +495,13 @@ mod tests {
     /// Forwards `body` cut into `chunk`-byte pieces through a guard: what was sent, whether the
     /// upload was aborted, and the recorded refusal.
     async fn drive(body: &[u8], chunk: usize, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
+        drive_pieces(body.chunks(chunk).collect(), spec).await
+    }
+
+    async fn drive_pieces(pieces: Vec<&[u8]>, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
         use http_body_util::BodyExt;
-        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
-            .chunks(chunk)
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = pieces
+            .into_iter()
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
         let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
@@ -568,7 +554,6 @@ mod tests {
     /// is decided only with a later chunk, and the chunk holding the line must wait for it.
     #[tokio::test]
     async fn a_bad_line_whose_end_comes_in_a_later_tiny_chunk_is_not_sent() {
-        use http_body_util::BodyExt;
         let file = "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n";
         let pieces: Vec<&[u8]> = vec![
             file.as_bytes(),
@@ -579,23 +564,13 @@ mod tests {
             b"\r\n",
             b"--B--\r\n",
         ];
-        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = pieces
-            .iter()
-            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
-            .collect();
-        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
-        let verdict: Verdict = Arc::default();
-        let mut guard = BatchGuard::new(inner, checker(), verdict.clone(), false);
-        let mut sent = Vec::new();
-        while let Some(Ok(f)) = guard.frame().await {
-            sent.extend_from_slice(&f.into_data().unwrap());
-        }
+        let (sent, _, refusal) = drive_pieces(pieces, spec()).await;
         assert!(
             memchr::memmem::find(&sent, b"bad").is_none(),
             "{:?}",
             String::from_utf8_lossy(&sent)
         );
-        assert!(verdict.lock().unwrap().is_some());
+        assert!(refusal.is_some());
     }
 
     #[tokio::test]
