@@ -144,3 +144,74 @@ fn the_refusal_is_a_complete_json_400() {
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v["error"]["param"].is_null());
 }
+
+/// Valid requests, pipelined and cut anywhere, always pass and are all counted: the tracker
+/// never refuses or loses a keep-alive connection that hyper would serve.
+mod pipelined {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Req {
+        Get,
+        Fixed(Vec<u8>),
+        Chunked(Vec<Vec<u8>>, bool),
+    }
+
+    /// Body bytes rich in what a head parser would trip on.
+    fn body_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![any::<u8>(), Just(b'\r'), Just(b'\n'), Just(b':'), Just(b'0')]
+    }
+
+    fn req() -> impl Strategy<Value = Req> {
+        prop_oneof![
+            Just(Req::Get),
+            vec(body_byte(), 0..64).prop_map(Req::Fixed),
+            (vec(vec(body_byte(), 1..40), 0..4), any::<bool>()).prop_map(|(c, t)| Req::Chunked(c, t)),
+        ]
+    }
+
+    fn render(r: &Req) -> Vec<u8> {
+        match r {
+            Req::Get => get("/v1/models").into_bytes(),
+            Req::Fixed(body) => {
+                let mut out = format!("{CHAT}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+                out.extend_from_slice(body);
+                out
+            }
+            Req::Chunked(chunks, trailer) => {
+                let mut out = format!("{CHAT}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+                for c in chunks {
+                    out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    out.extend_from_slice(c);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n");
+                if *trailer {
+                    out.extend_from_slice(b"X-Checksum: 1\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+                out
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_pipelined_requests_always_pass(reqs in vec(req(), 1..6), cuts in vec(1usize..50, 1..20)) {
+            let raw: Vec<u8> = reqs.iter().flat_map(render).collect();
+            let mut t = Tracker::new();
+            let (mut pos, mut i) = (0, 0);
+            while pos < raw.len() {
+                let n = cuts[i % cuts.len()].min(raw.len() - pos);
+                prop_assert_eq!(t.feed(&raw[pos..pos + n]), Step::Pass);
+                pos += n;
+                i += 1;
+            }
+            prop_assert!(!t.is_off());
+            prop_assert_eq!(t.requests(), reqs.len() as u64);
+            prop_assert_eq!(t.held(), 0);
+        }
+    }
+}
