@@ -467,3 +467,30 @@ async fn sigterm_when_idle_exits_0() {
 async fn proxy_wait(p: &mut Proxy) -> Option<i32> {
     p.wait().await
 }
+
+/// `explain` applies the header checks `serve` applies before policy: two Content-Type
+/// headers are a 400 there, so an error (exit 3) here, not an allow.
+#[test]
+fn explain_refuses_what_serve_refuses_at_the_headers() {
+    let dir = TempDir::new("explain-headers");
+    let body = dir.write(
+        "c.json",
+        &json!({"model": "gpt-4o-2024-08-06", "messages": [], "store": false}).to_string(),
+    );
+    let (code, v, text) = explain(
+        &[
+            "--header",
+            "Content-Type: application/json",
+            "--header",
+            "Content-Type: text/plain",
+            "POST",
+            "/v1/chat/completions",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(v["decision"], "error", "{text}");
+    assert_eq!(v["error"]["status"], 400, "{text}");
+}

@@ -136,6 +136,12 @@ fn decide(
             }
         }
     };
+    // The header checks `serve` applies before policy (repeated Content-Type, Connection
+    // naming a body header, ...) refuse here too.
+    let (decision, error) = match crate::handler::check_framing(&probe(method, uri, headers)) {
+        Err(e) => (None, Some(e)),
+        Ok(()) => (decision, error),
+    };
     let p = project.map(|i| (&snap.config.projects.projects[i], &snap.config.upstreams[i]));
     let endpoint = op.map(|o| snap.config.catalog.operation(o).template.clone());
     let denied_by_policy = decision.as_ref().is_some_and(|d| d.verdict == Verdict::Deny);
@@ -170,6 +176,15 @@ fn decide(
     }
     let denied = error.is_some() || denied_by_policy;
     (out.finish(), denied)
+}
+
+/// The request as the server would see it over HTTP/1.1, without a body.
+fn probe(method: &Method, uri: &Uri, headers: &HeaderMap) -> http::Request<()> {
+    let mut req = http::Request::new(());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers.clone();
+    req
 }
 
 /// A JSON object written in the order its keys were put (the documented order of `explain`).

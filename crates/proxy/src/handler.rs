@@ -224,7 +224,7 @@ async fn proxy<'s>(
 
 /// Requests we refuse before looking at policy: forms a proxy could read differently from
 /// the upstream, or targets that would make us connect elsewhere.
-fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+pub(crate) fn check_framing<B>(req: &Request<B>) -> Result<(), ProxyError> {
     if req.method() == http::Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
     }
