@@ -22,6 +22,11 @@ fn deploy_files_validate() {
         out.status
     );
     // The binary was given, so the `check --config` step must have run, not been skipped.
-    assert!(stdout.contains("PASS"), "no check passed:\n{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("PASS") && l.contains("check --config")),
+        "`residency-proxy check` did not run:\n{stdout}"
+    );
     assert!(!stdout.contains("FAIL"), "{stdout}");
 }

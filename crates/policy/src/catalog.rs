@@ -155,6 +155,9 @@ pub struct Operation {
     /// This operation reads or keeps application state (e.g. `GET /v1/responses/{id}`):
     /// refused under ZDR even when its endpoint is ZDR-eligible.
     pub stateful: bool,
+    /// Served as a WebSocket: the only operations a client may ask to upgrade. After the
+    /// switch, bytes pass both ways unchecked.
+    pub websocket: bool,
     pub plan: InspectPlan,
     /// When the upload can be a batch input file, how to find and read its lines.
     pub batch_input: Option<BatchInput>,

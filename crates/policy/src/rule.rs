@@ -50,7 +50,7 @@ impl Rule {
 }
 
 /// A set of rules, without allocation. Iterates in [`Rule::ALL`] order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct RuleSet(u16);
 
 impl RuleSet {

@@ -133,13 +133,16 @@ async fn proxy<'s>(
     };
     out.project = Some(m.project);
     out.op = Some(m.op);
-    // After a switch, bytes pass both ways unchecked: only the realtime handshake, whose
-    // query was checked, may ask the upstream for one.
-    if is_websocket_upgrade(req.headers()) && snap.config.catalog.operation(m.op).template != REALTIME {
+    // After a switch, bytes pass both ways unchecked: only an operation the catalog serves as
+    // a WebSocket (realtime, whose query was checked) may ask the upstream for one.
+    if is_websocket_upgrade(req.headers()) && !snap.config.catalog.operation(m.op).websocket {
         return (
             refuse(
                 &mut out,
-                ProxyError::BadRequest(format!("a websocket upgrade is accepted only on GET {REALTIME}")),
+                ProxyError::BadRequest(
+                    "a websocket upgrade is accepted only on the catalog's websocket endpoints (GET /v1/realtime)"
+                        .into(),
+                ),
             ),
             out,
         );
@@ -247,11 +250,8 @@ pub(crate) fn check_framing<B>(req: &Request<B>) -> Result<(), ProxyError> {
     if h.get_all(http::header::CONTENT_TYPE).iter().count() > 1 {
         return Err(ProxyError::BadRequest("more than one Content-Type header".into()));
     }
-    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err(ProxyError::BadRequest(
-            "both Content-Length and Transfer-Encoding".into(),
-        ));
-    }
+    // Content-Length with Transfer-Encoding never gets here: hyper drops the length, so
+    // `crate::framing` refuses it in the bytes before hyper parses them.
     // hyper decodes only a final `chunked` and passes any other coding through as body bytes,
     // which we would inspect (and forward) without the coding the client meant.
     let mut te = h.get_all(http::header::TRANSFER_ENCODING).iter();
@@ -284,9 +284,6 @@ pub(crate) fn check_framing<B>(req: &Request<B>) -> Result<(), ProxyError> {
     }
     Ok(())
 }
-
-/// The one catalog template served as a websocket.
-const REALTIME: &str = "/v1/realtime";
 
 fn is_websocket_upgrade(h: &http::HeaderMap) -> bool {
     h.get(http::header::UPGRADE)

@@ -26,16 +26,8 @@ pub struct RequestLabels {
 
 /// The rules as a label value, `store,alias` (as in `x-residency-rule`), written out when
 /// scraped rather than per request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RuleLabel(pub RuleSet);
-
-impl std::hash::Hash for RuleLabel {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for rule in self.0.iter() {
-            rule.hash(state);
-        }
-    }
-}
 
 impl EncodeLabelValue for RuleLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {

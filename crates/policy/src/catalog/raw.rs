@@ -225,6 +225,9 @@ pub struct RawOperation {
     pub path: String,
     #[serde(default)]
     pub stateful: bool,
+    /// Served as a WebSocket (`Upgrade: websocket`, e.g. `GET /v1/realtime`).
+    #[serde(default)]
+    pub websocket: bool,
     #[serde(default = "no_source")]
     pub source: RawBodySource,
     #[serde(default)]

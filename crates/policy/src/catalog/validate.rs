@@ -549,6 +549,7 @@ fn operation_of(
         template: o.path.clone(),
         endpoint: endpoint_index,
         stateful: o.stateful,
+        websocket: o.websocket,
         plan: InspectPlan {
             source,
             fields,
