@@ -2,6 +2,7 @@
 //!
 //! - `Incoming`: a stream we do not inspect (uploads, upstream responses): frames pass through
 //!   as they arrive, never buffered.
+//! - `Pooled`: an upstream HTTP/1.1 response that returns its connection to the pool at its end.
 //! - `Chunks`: an inspected request body, forwarded as the slices of the original buffer plus
 //!   the spliced-in literals, with an exact length.
 //! - `Full`: a body the proxy produced itself (errors, admin pages).
@@ -23,6 +24,8 @@ pub enum ProxyBody {
         remaining: u64,
     },
     Incoming(Incoming),
+    /// An upstream HTTP/1.1 response, which gives its connection back to the pool at its end.
+    Pooled(crate::pool::PooledBody),
     /// An upload watched as a possible batch input (see `crate::batch`).
     Batch(Box<crate::batch::BatchGuard<Incoming>>),
 }
@@ -65,6 +68,7 @@ impl Body for ProxyBody {
                 None => Poll::Ready(None),
             },
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::Batch(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
@@ -75,6 +79,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Chunks { remaining, chunks } => *remaining == 0 && chunks.len() == 0,
             ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Pooled(b) => b.is_end_stream(),
             ProxyBody::Batch(_) => false,
         }
     }
@@ -85,6 +90,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Chunks { remaining, .. } => SizeHint::with_exact(*remaining),
             ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Pooled(b) => b.size_hint(),
             ProxyBody::Batch(b) => b.size_hint(),
         }
     }

@@ -1,14 +1,14 @@
-//! The upstream client: one pool for all regions, rustls with the webpki roots (plus an
-//! optional extra CA), HTTP/2 when the upstream offers it over ALPN, HTTP/1.1 otherwise, and
-//! optionally through an HTTP CONNECT egress proxy.
+//! How the proxy reaches its upstreams: rustls with the webpki roots (plus an optional extra
+//! CA), HTTP/2 when the upstream offers it over ALPN, HTTP/1.1 otherwise, and optionally
+//! through an HTTP CONNECT egress proxy. The connections are pooled by [`crate::pool`].
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::BoxError;
 use crate::config::Config;
+use crate::pool::UpstreamPool;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-pub type UpstreamClient = Client<HttpsConnector<Connector>, ProxyBody>;
+/// TCP, then TLS when the origin is `https`.
+pub type Https = HttpsConnector<Connector>;
 
 /// TCP to the upstream, directly or through the configured CONNECT proxy.
 #[derive(Clone)]
@@ -53,8 +54,22 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
-/// Builds the pooled client. Errors name the CA file that could not be used.
-pub fn build(config: &Config) -> Result<UpstreamClient, String> {
+/// The pool of every upstream origin of `config`. Errors name the CA file that could not be used.
+pub fn build(config: &Config) -> Result<UpstreamPool, String> {
+    let origins = config
+        .upstreams
+        .iter()
+        .map(|u| (u.scheme.clone(), u.authority.clone()));
+    UpstreamPool::new(
+        connector(config)?,
+        origins,
+        config.pool_max_idle_per_host,
+        config.timeouts.idle,
+    )
+}
+
+/// The connector: TCP (direct or tunnelled), then TLS for `https` origins.
+pub fn connector(config: &Config) -> Result<Https, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &config.upstream_ca_file {
@@ -84,24 +99,18 @@ pub fn build(config: &Config) -> Result<UpstreamClient, String> {
         None => Connector::Direct(http),
     };
 
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(tcp);
-
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.timeouts.idle)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .build(https))
+        .wrap_connector(tcp))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::ProxyBody;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
@@ -159,11 +168,12 @@ mod tests {
              [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n"
         );
         let config = Config::from_toml(&text, None).unwrap();
-        let client = build(&config).unwrap();
-        let req = http::Request::get(format!("http://{up}/v1/models"))
+        let pool = build(&config).unwrap();
+        let req = http::Request::get("/v1/models")
+            .header(http::header::HOST, up.to_string())
             .body(ProxyBody::Empty)
             .unwrap();
-        let res = client.request(req).await.unwrap();
+        let res = pool.send(0, req).await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"ok");
         assert_eq!(seen.await.unwrap(), format!("CONNECT {up}"));

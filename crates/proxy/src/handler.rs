@@ -202,7 +202,8 @@ async fn proxy<'s>(
     }
     let sent = Instant::now();
     let timeout = snap.config.timeouts.upstream_response;
-    let result = tokio::time::timeout(timeout, snap.client.request(fwd)).await;
+    let origin = snap.origin_of[m.project];
+    let result = tokio::time::timeout(timeout, snap.client.send(origin, fwd)).await;
     metrics
         .upstream_seconds
         .get_or_create(&snap.config.upstreams[m.project].region_label)
@@ -402,12 +403,8 @@ fn upstream_request(
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     };
-    let uri = Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded".into()))?;
+    // Origin-form: the pool knows the origin (and writes the absolute form for HTTP/2).
+    let uri = Uri::from(path_and_query);
     let websocket = is_websocket_upgrade(&parts.headers);
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
@@ -493,11 +490,12 @@ fn batch_refusal(out: &mut Outcome<'_>, r: batch::Refusal) -> Option<Response<Pr
     })
 }
 
-fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
-    if e.is_connect() {
-        ProxyError::UpstreamUnavailable("connection failed".into())
-    } else {
-        ProxyError::UpstreamUnavailable("the upstream closed the connection or answered invalid HTTP".into())
+fn upstream_error(e: &crate::pool::UpstreamError) -> ProxyError {
+    match e {
+        crate::pool::UpstreamError::Connect(_) => ProxyError::UpstreamUnavailable("connection failed".into()),
+        crate::pool::UpstreamError::Request(_) => ProxyError::UpstreamUnavailable(
+            "the upstream closed the connection or answered invalid HTTP".into(),
+        ),
     }
 }
 
@@ -505,7 +503,7 @@ fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
 fn respond(
     out: &mut Outcome<'_>,
     m: Matched,
-    upstream: Response<Incoming>,
+    upstream: Response<ProxyBody>,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ProxyBody> {
     let up = &out.snap.config.upstreams[m.project];
@@ -527,14 +525,7 @@ fn respond(
         );
     }
     out.status = parts.status;
-    Response::from_parts(
-        parts,
-        if switching {
-            ProxyBody::Empty
-        } else {
-            ProxyBody::Incoming(body)
-        },
-    )
+    Response::from_parts(parts, if switching { ProxyBody::Empty } else { body })
 }
 
 /// Realtime websockets: after both sides agreed to switch protocols, frames pass both ways

@@ -19,6 +19,7 @@ pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod metrics;
+pub mod pool;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -2,8 +2,9 @@
 //! A request takes the snapshot once at its start and keeps it to the end, so a reload never
 //! changes the rules under a request in flight.
 
-use crate::client::{self, UpstreamClient};
+use crate::client;
 use crate::config::Config;
+use crate::pool::UpstreamPool;
 use arc_swap::ArcSwap;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ pub struct Snapshot {
     pub any_client_keys: bool,
     /// Every configured client key hash (for `auth.require_client_key`).
     pub client_keys: HashSet<[u8; 32]>,
-    pub client: UpstreamClient,
+    pub client: UpstreamPool,
+    /// Parallel to `config.upstreams`: the index of each project's origin in `client`.
+    pub origin_of: Vec<usize>,
     /// TLS for the proxy listener, when configured; reloaded with the config.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The metrics label values of this config.
@@ -24,6 +27,15 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
         let client = client::build(&config)?;
+        let origin_of = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                client
+                    .index_of(&u.scheme, &u.authority)
+                    .ok_or_else(|| format!("no upstream pool for {}", u.base_url))
+            })
+            .collect::<Result<Vec<usize>, String>>()?;
         let client_keys: HashSet<[u8; 32]> = config
             .projects
             .projects
@@ -41,6 +53,7 @@ impl Snapshot {
             any_client_keys: !client_keys.is_empty(),
             client_keys,
             client,
+            origin_of,
             tls,
             config,
         })

@@ -1,0 +1,342 @@
+//! The upstream connection pool: per upstream origin, a stack of idle HTTP/1.1 connections or
+//! one shared HTTP/2 connection, driven through hyper's `client::conn` directly.
+//!
+//! Why not hyper-util's pooled client: per request it hashes the pool key twice (checkout and
+//! put-back), boxes a lazy connect future, rewrites the URI, and spawns a task to return the
+//! connection once it is idle again. Our origins are known when the config is loaded, so a
+//! request finds its pool by index, and an HTTP/1.1 connection goes back on its stack from the
+//! response body, the moment the body ends.
+//!
+//! What the pool guarantees:
+//! - a request is retried on another connection only when hyper hands it back unsent (the
+//!   pooled connection had closed), so nothing is ever sent twice;
+//! - a connection whose response body was not read to its end is never reused (dropping the
+//!   body drops the sender, and hyper closes the connection);
+//! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
+//!   `timeouts.idle_secs`.
+
+use crate::body::{BoxError, ProxyBody};
+use crate::client::Https;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::connect::Connection as _;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Why a request got no upstream response.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made (DNS, TCP, TLS, the CONNECT proxy).
+    Connect(BoxError),
+    /// The connection failed while sending or before a response head arrived.
+    Request(hyper::Error),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamError::Request(e) => write!(f, "request: {e}"),
+        }
+    }
+}
+
+/// The pools of every upstream origin of one config snapshot.
+pub struct UpstreamPool {
+    connector: Https,
+    origins: Vec<Arc<Origin>>,
+}
+
+/// One upstream origin (`scheme://authority`) and its connections.
+pub struct Origin {
+    /// What the connector dials.
+    target: Uri,
+    scheme: Scheme,
+    authority: Authority,
+    max_idle: usize,
+    idle_timeout: Duration,
+    state: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    /// Most recently used last: checkout takes from the back, so the least used age out at
+    /// the front.
+    h1: VecDeque<(http1::SendRequest<ProxyBody>, Instant)>,
+    /// An HTTP/2 connection carries every request at once.
+    h2: Option<http2::SendRequest<ProxyBody>>,
+}
+
+enum Conn {
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+impl UpstreamPool {
+    /// A pool per distinct `(scheme, authority)` in `origins`, in that order, deduplicated:
+    /// [`UpstreamPool::index_of`] maps each back.
+    pub fn new(
+        connector: Https,
+        origins: impl IntoIterator<Item = (Scheme, Authority)>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Result<UpstreamPool, String> {
+        let mut pools: Vec<Arc<Origin>> = Vec::new();
+        for (scheme, authority) in origins {
+            if pools
+                .iter()
+                .any(|o| o.scheme == scheme && o.authority == authority)
+            {
+                continue;
+            }
+            let target = Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .map_err(|e| format!("upstream {scheme}://{authority}: {e}"))?;
+            pools.push(Arc::new(Origin {
+                target,
+                scheme,
+                authority,
+                max_idle,
+                idle_timeout,
+                state: Mutex::new(Idle::default()),
+            }));
+        }
+        Ok(UpstreamPool {
+            connector,
+            origins: pools,
+        })
+    }
+
+    /// The index of the pool of `scheme://authority`, if the pool was built with it.
+    pub fn index_of(&self, scheme: &Scheme, authority: &Authority) -> Option<usize> {
+        self.origins
+            .iter()
+            .position(|o| &o.scheme == scheme && &o.authority == authority)
+    }
+
+    /// Sends `req` (origin-form target, `Host` set) to origin `index`: on an idle connection
+    /// when there is one, else on a new one.
+    pub async fn send(
+        &self,
+        index: usize,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let Some(origin) = self.origins.get(index) else {
+            return Err(UpstreamError::Connect("no such upstream".into()));
+        };
+        // Each pooled connection that turns out closed hands the request back unsent; then
+        // the next one is tried, and finally a new one.
+        while let Some(conn) = origin.checkout() {
+            match origin.send_on(conn, req).await {
+                Ok(res) => return Ok(res),
+                Err((Some(unsent), _)) => req = unsent,
+                Err((None, e)) => return Err(UpstreamError::Request(e)),
+            }
+        }
+        let conn = self.connect(origin).await?;
+        match origin.send_on(conn, req).await {
+            Ok(res) => Ok(res),
+            Err((_, e)) => Err(UpstreamError::Request(e)),
+        }
+    }
+
+    async fn connect(&self, origin: &Arc<Origin>) -> Result<Conn, UpstreamError> {
+        use tower::ServiceExt;
+        let io = self
+            .connector
+            .clone()
+            .oneshot(origin.target.clone())
+            .await
+            .map_err(UpstreamError::Connect)?;
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| UpstreamError::Connect(e.into()))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended");
+                }
+            });
+            if let Ok(mut idle) = origin.state.lock() {
+                idle.h2 = Some(tx.clone());
+            }
+            Ok(Conn::H2(tx))
+        } else {
+            let (tx, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| UpstreamError::Connect(e.into()))?;
+            // With upgrades: a realtime websocket continues on this connection after its 101.
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            });
+            Ok(Conn::H1(tx))
+        }
+    }
+}
+
+impl Origin {
+    /// A connection to send on: the shared HTTP/2 one, or the most recently used idle
+    /// HTTP/1.1 one that is still open and not past the idle timeout.
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self.state.lock().ok()?;
+        if let Some(h2) = &idle.h2 {
+            if !h2.is_closed() {
+                return Some(Conn::H2(h2.clone()));
+            }
+            idle.h2 = None;
+        }
+        let now = Instant::now();
+        while let Some((tx, since)) = idle.h1.pop_back() {
+            if tx.is_ready() && now.duration_since(since) < self.idle_timeout {
+                return Some(Conn::H1(tx));
+            }
+        }
+        None
+    }
+
+    /// Puts an idle HTTP/1.1 connection back, dropping the oldest past `max_idle` and any
+    /// past the idle timeout.
+    fn checkin(&self, tx: http1::SendRequest<ProxyBody>) {
+        let Ok(mut idle) = self.state.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        while idle
+            .h1
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
+        {
+            idle.h1.pop_front();
+        }
+        if self.max_idle == 0 {
+            return;
+        }
+        if idle.h1.len() >= self.max_idle {
+            idle.h1.pop_front();
+        }
+        idle.h1.push_back((tx, now));
+    }
+
+    /// Sends on `conn`. On failure, the request comes back when hyper never sent it.
+    async fn send_on(
+        self: &Arc<Self>,
+        conn: Conn,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, (Option<Request<ProxyBody>>, hyper::Error)> {
+        match conn {
+            Conn::H1(mut tx) => match tx.try_send_request(req).await {
+                // After a 101 the connection belongs to the upgrade, not to the pool.
+                Ok(res) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    Ok(res.map(ProxyBody::Incoming))
+                }
+                Ok(res) => Ok(res.map(|body| PooledBody::start(body, self, tx))),
+                Err(mut e) => Err((e.take_message(), e.into_error())),
+            },
+            Conn::H2(mut tx) => {
+                // HTTP/2 carries the scheme and authority as pseudo-headers: absolute form.
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(self.scheme.clone());
+                parts.authority = Some(self.authority.clone());
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+                match tx.try_send_request(req).await {
+                    Ok(res) => Ok(res.map(ProxyBody::Incoming)),
+                    Err(mut e) => Err((e.take_message(), e.into_error())),
+                }
+            }
+        }
+    }
+
+    /// Returns a connection whose response is complete: at once when hyper is ready for the
+    /// next request on it, else as soon as it is (still in flight: the request body may be
+    /// streaming after an early response).
+    fn release(self: &Arc<Self>, mut tx: http1::SendRequest<ProxyBody>) {
+        if tx.is_ready() {
+            self.checkin(tx);
+        } else if !tx.is_closed() {
+            let origin = self.clone();
+            tokio::spawn(async move {
+                if tx.ready().await.is_ok() {
+                    origin.checkin(tx);
+                }
+            });
+        }
+    }
+}
+
+/// An HTTP/1.1 response body that returns its connection to the pool when it ends.
+pub struct PooledBody {
+    body: Incoming,
+    back: Option<(Arc<Origin>, http1::SendRequest<ProxyBody>)>,
+}
+
+impl PooledBody {
+    fn start(body: Incoming, origin: &Arc<Origin>, tx: http1::SendRequest<ProxyBody>) -> ProxyBody {
+        let mut pooled = PooledBody {
+            body,
+            back: Some((origin.clone(), tx)),
+        };
+        if pooled.body.is_end_stream() {
+            pooled.release();
+        }
+        ProxyBody::Pooled(pooled)
+    }
+
+    fn release(&mut self) {
+        if let Some((origin, tx)) = self.back.take() {
+            origin.release(tx);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            // Servers stop polling a body that says it has ended, so release on the last
+            // frame rather than waiting for a `None` that may never be asked for.
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
+            Poll::Ready(None) => self.release(),
+            // An error leaves the connection unusable: dropping the sender closes it.
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
