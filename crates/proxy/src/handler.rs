@@ -73,16 +73,15 @@ pub async fn handle(snap: Arc<Snapshot>, services: &Services, req: Request<Incom
             .await;
     }
     // An upstream response is metered to its last byte.
-    let meter = match (outcome.upstream_status, outcome.project) {
-        (Some(_), Some(project)) => Some(ResponseMeter {
+    let histograms = outcome
+        .project
+        .and_then(|p| snap.labels.region_histograms(&services.metrics, p));
+    let meter = match (outcome.upstream_status, histograms) {
+        (Some(_), Some((_, duration))) => Some(ResponseMeter {
             started,
             bytes: 0,
             bytes_total: services.metrics.response_bytes.clone(),
-            duration: services
-                .metrics
-                .response_seconds
-                .get_or_create(&snap.config.upstreams[project].region_label)
-                .clone(),
+            duration: duration.clone(),
         }),
         _ => None,
     };
@@ -204,10 +203,9 @@ async fn proxy<'s>(
     let timeout = snap.config.timeouts.upstream_response;
     let origin = snap.origin_of[m.project];
     let result = tokio::time::timeout(timeout, snap.client.send(origin, fwd)).await;
-    metrics
-        .upstream_seconds
-        .get_or_create(&snap.config.upstreams[m.project].region_label)
-        .observe(sent.elapsed().as_secs_f64());
+    if let Some((first_byte, _)) = snap.labels.region_histograms(metrics, m.project) {
+        first_byte.observe(sent.elapsed().as_secs_f64());
+    }
     out.decision = Some(inspected.decision);
     if let Some(refusal) = batch_verdict.and_then(|v| v.lock().ok().and_then(|mut r| r.take())) {
         if let Some(r) = batch_refusal(&mut out, refusal) {
@@ -683,8 +681,6 @@ fn log_request(out: &Outcome<'_>, metrics: &Metrics, started: Instant, request_i
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
     }
-    metrics
-        .requests
-        .get_or_create(&snap.labels.request(out.project, out.op, verdict, rules))
-        .inc();
+    snap.labels
+        .count_request(metrics, out.project, out.op, verdict, rules);
 }

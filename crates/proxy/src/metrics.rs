@@ -52,6 +52,21 @@ pub struct LabelValues {
     pub none: Label,
     /// No operation matched.
     pub unknown: Label,
+    /// The series a request touches, found once per snapshot rather than hashed per request.
+    handles: Handles,
+}
+
+/// Metric handles cached per config snapshot. A prometheus `Family` finds a series by hashing
+/// its labels (SipHash, every label) under a lock; a handle is a shared reference to the same
+/// series, so counting through it is one atomic add.
+struct Handles {
+    /// By project index: the region's (time to first byte, duration) histograms.
+    regions: Vec<std::sync::OnceLock<(Histogram, Histogram)>>,
+    region_labels: Vec<RegionLabels>,
+    /// By (project or none) × (operation or unknown): the request counters seen so far, keyed
+    /// by (decision, rules). Few per slot, so a short list.
+    requests: Vec<std::sync::Mutex<Vec<(&'static str, RuleSet, Counter)>>>,
+    ops: usize,
 }
 
 impl LabelValues {
@@ -71,7 +86,62 @@ impl LabelValues {
                 .collect(),
             none: Label::from("-"),
             unknown: Label::from("unknown"),
+            handles: Handles {
+                regions: config
+                    .upstreams
+                    .iter()
+                    .map(|_| std::sync::OnceLock::new())
+                    .collect(),
+                region_labels: config.upstreams.iter().map(|u| u.region_label.clone()).collect(),
+                requests: (0..(config.projects.projects.len() + 1) * (config.catalog.operations.len() + 1))
+                    .map(|_| std::sync::Mutex::new(Vec::new()))
+                    .collect(),
+                ops: config.catalog.operations.len() + 1,
+            },
         }
+    }
+
+    /// Counts one request in `requests_total`.
+    pub fn count_request(
+        &self,
+        metrics: &Metrics,
+        project: Option<usize>,
+        op: Option<policy::OpId>,
+        decision: &'static str,
+        rules: RuleSet,
+    ) {
+        let h = &self.handles;
+        let row = project.filter(|&p| p < self.projects.len()).map_or(0, |p| p + 1);
+        let col = op.filter(|&o| o < h.ops - 1).map_or(0, |o| o + 1);
+        let Some(Ok(mut seen)) = h.requests.get(row * h.ops + col).map(|m| m.lock()) else {
+            metrics
+                .requests
+                .get_or_create(&self.request(project, op, decision, rules))
+                .inc();
+            return;
+        };
+        if let Some((_, _, c)) = seen.iter().find(|(d, r, _)| *d == decision && *r == rules) {
+            c.inc();
+            return;
+        }
+        let counter = metrics
+            .requests
+            .get_or_create(&self.request(project, op, decision, rules))
+            .clone();
+        counter.inc();
+        seen.push((decision, rules, counter));
+    }
+
+    /// The (time to first byte, duration) histograms of `project`'s region.
+    pub fn region_histograms(&self, metrics: &Metrics, project: usize) -> Option<&(Histogram, Histogram)> {
+        let h = &self.handles;
+        let label = h.region_labels.get(project)?;
+        Some(h.regions.get(project)?.get_or_init(|| {
+            (
+                metrics.upstream_seconds.get_or_create(label).clone(),
+                metrics.response_seconds.get_or_create(label).clone(),
+            )
+        }))
     }
 
     /// The labels of one request.
@@ -216,5 +286,60 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config() -> Config {
+        let text = "[[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n";
+        Config::from_toml(text, None).unwrap()
+    }
+
+    fn scrape(m: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn cached_handles_count_into_the_same_series_as_the_family() {
+        let config = config();
+        let labels = LabelValues::new(&config);
+        let m = Metrics::new();
+        let mut store = RuleSet::default();
+        store.insert(policy::Rule::Store);
+        for _ in 0..3 {
+            labels.count_request(&m, Some(0), Some(0), "rewrite", store);
+        }
+        labels.count_request(&m, Some(0), Some(0), "allow", RuleSet::default());
+        labels.count_request(&m, None, None, "error", RuleSet::default());
+        // Out-of-range indexes fall back to the family, never panic.
+        labels.count_request(&m, Some(99), Some(usize::MAX), "error", RuleSet::default());
+        let text = scrape(&m);
+        let endpoint = config.catalog.operations[0].template.as_str();
+        let series = |decision: &str, rule: &str| {
+            format!(
+                "residency_proxy_requests_total{{project=\"p\",region=\"eu\",endpoint=\"{endpoint}\",decision=\"{decision}\",rule=\"{rule}\"}}"
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 3\n", series("rewrite", "store"))),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{} 1\n", series("allow", ""))), "{text}");
+        assert!(text.contains(
+            "residency_proxy_requests_total{project=\"-\",region=\"-\",endpoint=\"unknown\",decision=\"error\",rule=\"\"} 2\n"
+        ), "{text}");
+
+        let (first_byte, _) = labels.region_histograms(&m, 0).unwrap();
+        first_byte.observe(0.01);
+        let again = labels.region_histograms(&m, 0).unwrap();
+        again.0.observe(0.01);
+        assert!(scrape(&m).contains("residency_proxy_upstream_response_seconds_count{region=\"eu\"} 2\n"));
+        assert!(labels.region_histograms(&m, 5).is_none());
     }
 }
