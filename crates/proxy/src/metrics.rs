@@ -56,6 +56,9 @@ pub struct LabelValues {
     handles: Handles,
 }
 
+/// A request series already found: (decision, rules) and its counter.
+type SeenSeries = (&'static str, RuleSet, Counter);
+
 /// Metric handles cached per config snapshot. A prometheus `Family` finds a series by hashing
 /// its labels (SipHash, every label) under a lock; a handle is a shared reference to the same
 /// series, so counting through it is one atomic add.
@@ -65,7 +68,7 @@ struct Handles {
     region_labels: Vec<RegionLabels>,
     /// By (project or none) × (operation or unknown): the request counters seen so far, keyed
     /// by (decision, rules). Few per slot, so a short list.
-    requests: Vec<std::sync::Mutex<Vec<(&'static str, RuleSet, Counter)>>>,
+    requests: Vec<std::sync::Mutex<Vec<SeenSeries>>>,
     ops: usize,
 }
 
