@@ -143,7 +143,9 @@ impl UpstreamPool {
                 Err((None, e)) => return Err(UpstreamError::Request(e)),
             }
         }
-        let conn = self.connect(origin).await?;
+        // Boxed: connecting (TCP, TLS, a CONNECT tunnel) is a large future that the common
+        // path, a pooled connection, would otherwise carry and copy on every request.
+        let conn = Box::pin(self.connect(origin)).await?;
         match origin.send_on(conn, req).await {
             Ok(res) => Ok(res),
             Err((_, e)) => Err(UpstreamError::Request(e)),
