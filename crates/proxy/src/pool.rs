@@ -342,3 +342,157 @@ impl Body for PooledBody {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// An upstream that answers every request on a connection with `body`, then closes the
+    /// connection after `per_conn` requests; counts connections and requests.
+    async fn upstream(
+        body: &'static str,
+        per_conn: usize,
+    ) -> (Authority, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (conns, reqs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, r) = (conns.clone(), reqs.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..per_conn {
+                        // Requests here have no body: a head ends at the blank line.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 1024];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        if s.write_all(head.as_bytes()).await.is_err()
+                            || s.write_all(body.as_bytes()).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (Authority::try_from(addr.to_string()).unwrap(), conns, reqs)
+    }
+
+    fn pool(authority: &Authority, max_idle: usize, idle: Duration) -> UpstreamPool {
+        let text = "[[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n";
+        let config = crate::config::Config::from_toml(text, None).unwrap();
+        let connector = crate::client::connector(&config).unwrap();
+        UpstreamPool::new(connector, [(Scheme::HTTP, authority.clone())], max_idle, idle).unwrap()
+    }
+
+    fn get(authority: &Authority) -> Request<ProxyBody> {
+        Request::get("/v1/models")
+            .header(http::header::HOST, authority.as_str())
+            .body(ProxyBody::Empty)
+            .unwrap()
+    }
+
+    async fn text(res: Response<ProxyBody>) -> String {
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    fn idle_count(pool: &UpstreamPool) -> usize {
+        pool.origins[0].state.lock().unwrap().h1.len()
+    }
+
+    #[tokio::test]
+    async fn a_finished_response_returns_its_connection_for_the_next_request() {
+        let (auth, conns, reqs) = upstream("ok", usize::MAX).await;
+        let pool = pool(&auth, 8, Duration::from_secs(60));
+        for _ in 0..5 {
+            let res = pool.send(0, get(&auth)).await.unwrap();
+            assert_eq!(text(res).await, "ok");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        assert_eq!(reqs.load(Ordering::SeqCst), 5);
+        assert_eq!(idle_count(&pool), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_never_goes_back() {
+        let (auth, conns, _) = upstream("a body that is never read", usize::MAX).await;
+        let pool = pool(&auth, 8, Duration::from_secs(60));
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        drop(res);
+        assert_eq!(idle_count(&pool), 0);
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        assert_eq!(text(res).await, "a body that is never read");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_the_request_sent_once() {
+        // One request per connection, then the upstream closes it: every pooled connection
+        // is dead by the time it is used.
+        let (auth, conns, reqs) = upstream("ok", 1).await;
+        let pool = pool(&auth, 8, Duration::from_secs(60));
+        for i in 1..=4 {
+            let res = pool.send(0, get(&auth)).await.unwrap();
+            assert_eq!(text(res).await, "ok");
+            // Whether or not hyper noticed the close before the next checkout, the request
+            // is sent exactly once, on a fresh connection.
+            tokio::time::sleep(Duration::from_millis(if i % 2 == 0 { 20 } else { 0 })).await;
+        }
+        assert_eq!(reqs.load(Ordering::SeqCst), 4);
+        assert_eq!(conns.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_capped_and_expire() {
+        let (auth, conns, _) = upstream("ok", usize::MAX).await;
+        let pool = pool(&auth, 2, Duration::from_millis(200));
+        let all = futures_util::future::join_all((0..4).map(|_| async {
+            let res = pool.send(0, get(&auth)).await.unwrap();
+            text(res).await
+        }))
+        .await;
+        assert!(all.iter().all(|t| t == "ok"));
+        assert_eq!(conns.load(Ordering::SeqCst), 4);
+        assert_eq!(idle_count(&pool), 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        assert_eq!(text(res).await, "ok");
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            5,
+            "expired connections are not reused"
+        );
+        assert_eq!(idle_count(&pool), 1);
+    }
+
+    #[tokio::test]
+    async fn no_listener_is_a_connect_error() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let auth = Authority::try_from(l.local_addr().unwrap().to_string()).unwrap();
+        drop(l);
+        let pool = pool(&auth, 8, Duration::from_secs(60));
+        let Err(e) = pool.send(0, get(&auth)).await else {
+            panic!("a request to a closed port succeeded");
+        };
+        assert!(matches!(e, UpstreamError::Connect(_)), "{e}");
+        assert!(matches!(
+            pool.send(7, get(&auth)).await,
+            Err(UpstreamError::Connect(_))
+        ));
+    }
+}
