@@ -1,0 +1,257 @@
+//! The pool against real upstream sockets: plain HTTP/1.1, and TLS with and without h2.
+use super::*;
+use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An upstream that answers every request on a connection with `body`, then closes the
+/// connection after `per_conn` requests; counts connections and requests.
+async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (conns, reqs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (conns.clone(), reqs.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for _ in 0..per_conn {
+                    // Requests here have no body: a head ends at the blank line.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut chunk = [0u8; 1024];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    if s.write_all(head.as_bytes()).await.is_err()
+                        || s.write_all(body.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (Authority::try_from(addr.to_string()).unwrap(), conns, reqs)
+}
+
+fn pool(authority: &Authority, max_idle: usize, idle: Duration) -> UpstreamPool {
+    let text = "[[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n";
+    let config = crate::config::Config::from_toml(text, None).unwrap();
+    let connector = crate::client::connector(&config).unwrap();
+    UpstreamPool::new(connector, [(Scheme::HTTP, authority.clone())], max_idle, idle).unwrap()
+}
+
+fn get(authority: &Authority) -> Request<ProxyBody> {
+    Request::get("/v1/models")
+        .header(http::header::HOST, authority.as_str())
+        .body(ProxyBody::Empty)
+        .unwrap()
+}
+
+async fn text(res: Response<ProxyBody>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn idle_count(pool: &UpstreamPool) -> usize {
+    pool.origins[0].state.lock().unwrap().h1.len()
+}
+
+#[tokio::test]
+async fn a_finished_response_returns_its_connection_for_the_next_request() {
+    let (auth, conns, reqs) = upstream("ok", usize::MAX).await;
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    for _ in 0..5 {
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        assert_eq!(text(res).await, "ok");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+    assert_eq!(reqs.load(Ordering::SeqCst), 5);
+    assert_eq!(idle_count(&pool), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_never_goes_back() {
+    let (auth, conns, _) = upstream("a body that is never read", usize::MAX).await;
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    let res = pool.send(0, get(&auth)).await.unwrap();
+    drop(res);
+    assert_eq!(idle_count(&pool), 0);
+    let res = pool.send(0, get(&auth)).await.unwrap();
+    assert_eq!(text(res).await, "a body that is never read");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_the_request_sent_once() {
+    // One request per connection, then the upstream closes it: every pooled connection
+    // is dead by the time it is used.
+    let (auth, conns, reqs) = upstream("ok", 1).await;
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    for i in 1..=4 {
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        assert_eq!(text(res).await, "ok");
+        // Whether or not hyper noticed the close before the next checkout, the request
+        // is sent exactly once, on a fresh connection.
+        tokio::time::sleep(Duration::from_millis(if i % 2 == 0 { 20 } else { 0 })).await;
+    }
+    assert_eq!(reqs.load(Ordering::SeqCst), 4);
+    assert_eq!(conns.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn idle_connections_are_capped_and_expire() {
+    let (auth, conns, _) = upstream("ok", usize::MAX).await;
+    let pool = pool(&auth, 2, Duration::from_millis(200));
+    let all = futures_util::future::join_all((0..4).map(|_| async {
+        let res = pool.send(0, get(&auth)).await.unwrap();
+        text(res).await
+    }))
+    .await;
+    assert!(all.iter().all(|t| t == "ok"));
+    assert_eq!(conns.load(Ordering::SeqCst), 4);
+    assert_eq!(idle_count(&pool), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = pool.send(0, get(&auth)).await.unwrap();
+    assert_eq!(text(res).await, "ok");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        5,
+        "expired connections are not reused"
+    );
+    assert_eq!(idle_count(&pool), 1);
+}
+
+#[tokio::test]
+async fn no_listener_is_a_connect_error() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth = Authority::try_from(l.local_addr().unwrap().to_string()).unwrap();
+    drop(l);
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    let Err(e) = pool.send(0, get(&auth)).await else {
+        panic!("a request to a closed port succeeded");
+    };
+    assert!(matches!(e, UpstreamError::Connect(_)), "{e}");
+    assert!(matches!(
+        pool.send(7, get(&auth)).await,
+        Err(UpstreamError::Connect(_))
+    ));
+}
+
+/// A TLS upstream offering `alpn`, answering with the request's version, authority and
+/// Host; returns the config text that trusts it and the connection count.
+async fn tls_upstream(alpn: &[&[u8]]) -> (String, Arc<AtomicUsize>) {
+    let dir = std::env::temp_dir().join(format!("rp-pool-{}-{}", std::process::id(), alpn.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let files = crate::config::TlsFiles {
+        cert_file: cert.clone(),
+        key_file: key,
+    };
+    let mut tls = (*crate::tls::load_server_config(&files).unwrap()).clone();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            c.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else { return };
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .map(|h| h.to_str().unwrap().to_string());
+                    let seen = format!(
+                        "{:?} {} {} host={}",
+                        req.version(),
+                        req.uri().authority().map_or("-", |a| a.as_str()),
+                        req.uri().path(),
+                        host.as_deref().unwrap_or("-")
+                    );
+                    Ok::<_, std::convert::Infallible>(Response::new(ProxyBody::full(seen)))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let text = format!(
+        "[upstream]\nbase_urls = {{ eu = \"https://127.0.0.1:{port}\" }}\nca_file = \"{}\"\n\
+         [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n",
+        cert.display()
+    );
+    (text, conns)
+}
+
+/// One request, then three at once: what the upstream saw, and how many connections.
+async fn over_tls(alpn: &[&[u8]]) -> (Vec<String>, usize) {
+    let (config_text, conns) = tls_upstream(alpn).await;
+    let config = crate::config::Config::from_toml(&config_text, None).unwrap();
+    let pool = crate::client::build(&config).unwrap();
+    let host = config.upstreams[0].host_header.clone();
+    let req = |path: String| {
+        Request::get(path)
+            .header(http::header::HOST, host.clone())
+            .body(ProxyBody::Empty)
+            .unwrap()
+    };
+    let mut seen = vec![text(pool.send(0, req("/v1/models/first".into())).await.unwrap()).await];
+    let pool = &pool;
+    seen.extend(
+        futures_util::future::join_all(
+            (0..3).map(
+                |i| async move { text(pool.send(0, req(format!("/v1/models/{i}"))).await.unwrap()).await },
+            ),
+        )
+        .await,
+    );
+    (seen, conns.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn an_upstream_offering_h2_gets_every_request_on_one_connection_in_absolute_form() {
+    let (seen, conns) = over_tls(&[b"h2", b"http/1.1"]).await;
+    let port = seen[0].split(' ').nth(1).unwrap();
+    assert!(port.starts_with("127.0.0.1:"), "{seen:?}");
+    assert_eq!(seen[0], format!("HTTP/2.0 {port} /v1/models/first host={port}"));
+    for (i, s) in seen[1..].iter().enumerate() {
+        assert_eq!(s, &format!("HTTP/2.0 {port} /v1/models/{i} host={port}"));
+    }
+    assert_eq!(conns, 1, "{seen:?}");
+}
+
+#[tokio::test]
+async fn an_upstream_offering_only_http1_over_tls_gets_pooled_http1() {
+    let (seen, conns) = over_tls(&[b"http/1.1"]).await;
+    assert!(
+        seen[0].starts_with("HTTP/1.1 - /v1/models/first host=127.0.0.1:"),
+        "{seen:?}"
+    );
+    for (i, s) in seen[1..].iter().enumerate() {
+        assert!(
+            s.starts_with(&format!("HTTP/1.1 - /v1/models/{i} host=127.0.0.1:")),
+            "{s}"
+        );
+    }
+    // The first connection is reused by one of the three; the other two open their own.
+    assert_eq!(conns, 3, "{seen:?}");
+}
