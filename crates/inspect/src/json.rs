@@ -160,6 +160,13 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
         if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
             i += 1;
+            // Pretty-printed bodies indent with runs of spaces: skip them eight at a time.
+            while let Some(w) = b.get(i..i + 8) {
+                if w != b"        " {
+                    break;
+                }
+                i += 8;
+            }
         } else {
             break;
         }
@@ -923,6 +930,41 @@ mod tests {
 
     fn serde_ok(body: &[u8]) -> bool {
         serde_json::from_slice::<serde_json::Value>(body).is_ok()
+    }
+
+    #[test]
+    fn whitespace_runs_of_every_length_around_every_token() {
+        let spec = JsonSpec {
+            fields: &["model"],
+            ..NO_SPEC
+        };
+        for n in 0..40 {
+            for fill in [" ", "\t", "\n", " \r\n"] {
+                let ws = fill.repeat(n);
+                let doc = format!(
+                    "{ws}{{{ws}\"model\"{ws}:{ws}\"gpt\"{ws},{ws}\"a\"{ws}:{ws}[{ws}1{ws},{ws}true{ws}]{ws}}}{ws}"
+                );
+                let scan = scan_json(doc.as_bytes(), &spec).unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+                assert!(serde_ok(doc.as_bytes()));
+                let f = scan.field(0).unwrap();
+                assert_eq!(&doc[f.value_span.clone()], "\"gpt\"", "{doc:?}");
+                assert_eq!(scan.object_start, ws.len() + 1);
+                // A stray byte anywhere inside a run of spaces is still seen.
+                if fill == " " && n >= 9 {
+                    for at in 0..n {
+                        let mut bad = doc.clone().into_bytes();
+                        let pos = doc.find(":").unwrap() + 1 + at;
+                        bad[pos] = b'x';
+                        assert!(
+                            scan_json(&bad, &spec).is_err(),
+                            "{:?}",
+                            String::from_utf8_lossy(&bad)
+                        );
+                        assert!(!serde_ok(&bad));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
