@@ -14,6 +14,8 @@ mod tests;
 
 pub use guard::{refusal_bytes, FramingGuard};
 
+use std::mem::MaybeUninit;
+
 /// Same bound as hyper's read buffer: a longer head is hyper's to refuse (431).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// hyper's default header count; more is hyper's to refuse.
@@ -213,95 +215,202 @@ enum Framing {
 }
 
 impl Tracker {
+    /// Takes head bytes until a head is complete. Only a head cut across feeds is copied into
+    /// `self.head`; a head that lies whole in `data` is parsed where it is.
     fn head_bytes(&mut self, data: &[u8]) -> HeadStep {
-        for (i, &b) in data.iter().enumerate() {
+        let mut start = 0;
+        if self.head.is_empty() {
             // hyper skips empty lines before a request line; so do we, keeping them out of the head.
-            if self.head.is_empty() && (b == b'\r' || b == b'\n') {
-                continue;
-            }
-            self.head.push(b);
-            if self.head.len() > MAX_HEAD_BYTES {
-                self.state = State::Off;
-                return HeadStep::Done(i + 1);
-            }
-            // A head can only end on an empty line: parse only then, so a slow head costs one parse.
-            if b == b'\n' && (self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n")) {
-                let framing = self.judge();
-                match framing {
-                    None => continue,
-                    Some(Framing::Refuse) => return HeadStep::Refuse,
-                    Some(Framing::Body(next)) => {
-                        if next != State::Off {
-                            self.requests += 1;
-                        }
-                        self.state = next;
-                        self.head.clear();
-                        return HeadStep::Done(i + 1);
-                    }
-                }
+            match data.iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(p) => start = p,
+                None => return HeadStep::More,
             }
         }
+        let new = &data[start..];
+        let held = self.head.len();
+        // The byte that takes the head past MAX_HEAD_BYTES switches the tracker off, even if it
+        // would have ended the head; `held` never exceeds the cap (a longer head is off).
+        let room = MAX_HEAD_BYTES.saturating_sub(held);
+        let window = &new[..new.len().min(room)];
+        if held == 0 && !(self.requests == 0 && window.starts_with(H2_PREFACE)) {
+            // One parse of all there is instead of a search for the empty line and a parse up
+            // to it, with the same verdict: a request or header line holds no LF but its last
+            // byte, so httparse completes exactly at the first empty line, and runs out of bytes
+            // only when there is none. An error may come before the empty line has arrived, and
+            // a head is judged only once complete: then the search decides.
+            match parse(window) {
+                Parsed::Complete(n, framing) => return self.head_done(framing, &window[..n], start + n),
+                Parsed::Partial => return self.head_open(new, 0, room, start),
+                Parsed::Invalid => {}
+            }
+        }
+        let mut copied = 0;
+        for p in memchr::memchr_iter(b'\n', window) {
+            // A head can only end on an empty line: parse only then, so a slow head costs one parse.
+            if !ends_empty_line(&self.head[..held], new, p) {
+                continue;
+            }
+            let framing = if held == 0 {
+                judge(&new[..=p], self.requests)
+            } else {
+                self.head.extend_from_slice(&new[copied..=p]);
+                copied = p + 1;
+                judge(&self.head, self.requests)
+            };
+            if let Some(framing) = framing {
+                return self.head_done(framing, &new[copied..=p], start + p + 1);
+            }
+        }
+        self.head_open(new, copied, room, start)
+    }
+
+    /// No head ends in the first `room` bytes of `new`, of which the first `copied` are already
+    /// in `self.head`; `new` begins `start` bytes into the feed.
+    fn head_open(&mut self, new: &[u8], copied: usize, room: usize, start: usize) -> HeadStep {
+        if new.len() > room {
+            self.state = State::Off;
+            self.head.clear();
+            return HeadStep::Done(start + room + 1);
+        }
+        self.head.extend_from_slice(&new[copied..]);
         HeadStep::More
     }
 
-    /// Parses the complete head; None when httparse still wants more (then keep reading).
-    fn judge(&self) -> Option<Framing> {
-        // The connection preface of h2c prior knowledge: hyper serves it as HTTP/2.
-        if self.requests == 0 && self.head.starts_with(H2_PREFACE) {
-            return Some(Framing::Body(State::Off));
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&self.head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return None,
-            Err(_) => return Some(Framing::Body(State::Off)),
-        }
-        if req.method.is_none_or(|m| m.eq_ignore_ascii_case("CONNECT")) {
-            return Some(Framing::Body(State::Off));
-        }
-        let mut length: Option<u64> = None;
-        let mut any_cl = false;
-        let mut bad_cl = false;
-        let mut te: Option<&[u8]> = None;
-        let mut upgrade = false;
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                any_cl = true;
-                match std::str::from_utf8(h.value).ok().and_then(parse_decimal) {
-                    Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                    _ => bad_cl = true,
+    /// Acts on a complete head, which ends `used` bytes into the feed; `rest` is the part of it
+    /// not yet in `self.head`.
+    fn head_done(&mut self, framing: Framing, rest: &[u8], used: usize) -> HeadStep {
+        match framing {
+            Framing::Refuse => {
+                // The refused head stays in `self.head`, as it would had it come byte by byte.
+                self.head.extend_from_slice(rest);
+                HeadStep::Refuse
+            }
+            Framing::Body(next) => {
+                if next != State::Off {
+                    self.requests += 1;
                 }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                te = Some(h.value);
-            } else if h.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+                self.state = next;
+                self.head.clear();
+                HeadStep::Done(used)
             }
         }
-        // Checked before anything that switches the tracker off: this is the one refusal.
-        if any_cl && te.is_some() {
-            return Some(Framing::Refuse);
-        }
-        // After a switch the bytes are not HTTP/1; malformed lengths are hyper's to reject.
-        if upgrade || bad_cl {
-            return Some(Framing::Body(State::Off));
-        }
-        Some(Framing::Body(match (te, length) {
-            (Some(v), _) if req.version == Some(1) && ends_in_chunked(v) => State::ChunkSize,
-            // Another coding, or chunked in HTTP/1.0: hyper rejects it.
-            (Some(_), _) => State::Off,
-            (None, Some(0)) | (None, None) => State::Head,
-            (None, Some(n)) => State::Fixed(n),
-        }))
     }
 }
 
-fn parse_decimal(s: &str) -> Option<u64> {
-    let s = s.trim_matches([' ', '\t']);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// Whether the `\n` at `new[p]` ends an empty line (`\n\n` or `\n\r\n`) of the head `held ++ new`.
+fn ends_empty_line(held: &[u8], new: &[u8], p: usize) -> bool {
+    // The byte `back` places before `new[p]`, looking into `held` when `new` is too short.
+    let before = |back: usize| match p.checked_sub(back) {
+        Some(i) => new.get(i).copied(),
+        None => (held.len() + p)
+            .checked_sub(back)
+            .and_then(|i| held.get(i).copied()),
+    };
+    match before(1) {
+        Some(b'\n') => true,
+        Some(b'\r') => before(2) == Some(b'\n'),
+        _ => false,
     }
-    s.parse().ok()
+}
+
+/// Judges a head that ends in an empty line; None when httparse still wants more (then keep
+/// reading). `requests` is how many heads came before it on this connection.
+fn judge(head: &[u8], requests: u64) -> Option<Framing> {
+    // The connection preface of h2c prior knowledge: hyper serves it as HTTP/2.
+    if requests == 0 && head.starts_with(H2_PREFACE) {
+        return Some(Framing::Body(State::Off));
+    }
+    match parse(head) {
+        Parsed::Complete(_, framing) => Some(framing),
+        Parsed::Partial => None,
+        Parsed::Invalid => Some(Framing::Body(State::Off)),
+    }
+}
+
+/// What httparse makes of the start of some bytes.
+enum Parsed {
+    /// A head of this many bytes.
+    Complete(usize, Framing),
+    Partial,
+    Invalid,
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    // Uninitialised: httparse writes only the headers it finds, and a typical head has a few
+    // of the hundred.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(n)) => Parsed::Complete(n, framing(&req)),
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Invalid,
+    }
+}
+
+/// What a parsed head says about the body after it.
+fn framing(req: &httparse::Request<'_, '_>) -> Framing {
+    if req.method.is_none_or(|m| m.eq_ignore_ascii_case("CONNECT")) {
+        return Framing::Body(State::Off);
+    }
+    let mut length: Option<u64> = None;
+    let mut any_cl = false;
+    let mut bad_cl = false;
+    let mut te: Option<&[u8]> = None;
+    let mut upgrade = false;
+    for h in req.headers.iter() {
+        if is_named(h, b"content-length") {
+            any_cl = true;
+            match parse_decimal(h.value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => bad_cl = true,
+            }
+        } else if is_named(h, b"transfer-encoding") {
+            te = Some(h.value);
+        } else if is_named(h, b"upgrade") {
+            upgrade = true;
+        }
+    }
+    // Checked before anything that switches the tracker off: this is the one refusal.
+    if any_cl && te.is_some() {
+        return Framing::Refuse;
+    }
+    // After a switch the bytes are not HTTP/1; malformed lengths are hyper's to reject.
+    if upgrade || bad_cl {
+        return Framing::Body(State::Off);
+    }
+    Framing::Body(match (te, length) {
+        (Some(v), _) if req.version == Some(1) && ends_in_chunked(v) => State::ChunkSize,
+        // Another coding, or chunked in HTTP/1.0: hyper rejects it.
+        (Some(_), _) => State::Off,
+        (None, Some(0)) | (None, None) => State::Head,
+        (None, Some(n)) => State::Fixed(n),
+    })
+}
+
+/// Whether the header is `lower` (lowercase ASCII), in any case.
+fn is_named(h: &httparse::Header<'_>, lower: &[u8]) -> bool {
+    let name = h.name.as_bytes();
+    // Setting the case bit only where `lower` has a letter matches exactly what
+    // `eq_ignore_ascii_case` does, and without its early exit the compiler compares the
+    // (constant-length) names many bytes at once.
+    name.len() == lower.len()
+        && name.iter().zip(lower).fold(0, |diff, (&a, &b)| {
+            let case = if b.is_ascii_lowercase() { 0x20 } else { 0 };
+            diff | ((a | case) ^ b)
+        }) == 0
+}
+
+/// Digits between optional spaces and tabs, as a u64 (None when they overflow it).
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    let first = v.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let last = v.iter().rposition(|&b| b != b' ' && b != b'\t')?;
+    v[first..=last].iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether the last coding is `chunked` (only then is the body chunked; hyper rejects the rest).

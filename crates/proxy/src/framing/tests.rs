@@ -215,3 +215,230 @@ mod pipelined {
         }
     }
 }
+
+/// The state after feeding `raw` in pieces ending at `ends` (then the rest): whether a head was
+/// refused, the requests followed, whether tracking stopped, and what is held.
+fn fed(raw: &[u8], ends: &[usize]) -> (bool, u64, bool, usize) {
+    let mut t = Tracker::new();
+    let mut start = 0;
+    for &end in ends.iter().chain(std::iter::once(&raw.len())) {
+        if let Step::Refuse { .. } = t.feed(&raw[start..end]) {
+            return (true, t.requests(), t.is_off(), t.held());
+        }
+        start = end;
+    }
+    (false, t.requests(), t.is_off(), t.held())
+}
+
+/// Every cut into two or three pieces gives what one feed gives.
+fn cut_anywhere_as_whole(raw: &[u8]) -> (bool, u64, bool, usize) {
+    let whole = fed(raw, &[]);
+    for a in 0..=raw.len() {
+        assert_eq!(
+            fed(raw, &[a]),
+            whole,
+            "cut at {a}: {}",
+            String::from_utf8_lossy(raw)
+        );
+        for b in a..=raw.len() {
+            assert_eq!(
+                fed(raw, &[a, b]),
+                whole,
+                "cuts at {a}, {b}: {}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+    whole
+}
+
+#[test]
+fn an_empty_line_cut_across_feeds_still_ends_the_head() {
+    let first = format!("{CHAT}Content-Length: 2\r\n\r\nok");
+    for end in ["\r\n\r\n", "\n\n", "\r\n\n", "\n\r\n"] {
+        // The second head is held until its empty line, wherever that is cut.
+        let raw = format!("{first}GET / HTTP/1.1\r\nHost: x{end}");
+        assert_eq!(
+            cut_anywhere_as_whole(raw.as_bytes()),
+            (false, 2, false, 0),
+            "{end:?}"
+        );
+    }
+    // The cuts named: CR | LF CR LF, and LF CR | LF.
+    let mut t = Tracker::new();
+    assert_eq!(
+        t.feed(format!("{first}GET / HTTP/1.1\r\nHost: x\r").as_bytes()),
+        Step::Pass
+    );
+    assert_eq!(t.held(), "GET / HTTP/1.1\r\nHost: x\r".len());
+    assert_eq!(t.feed(b"\n\r\n"), Step::Pass);
+    assert_eq!((t.held(), t.requests()), (0, 2));
+    let mut t = Tracker::new();
+    assert_eq!(
+        t.feed(format!("{first}GET / HTTP/1.1\r\nHost: x\n\r").as_bytes()),
+        Step::Pass
+    );
+    assert_eq!(t.held(), "GET / HTTP/1.1\r\nHost: x\n\r".len());
+    assert_eq!(t.feed(b"\n"), Step::Pass);
+    assert_eq!((t.held(), t.requests()), (0, 2));
+    // A refused head cut at its empty line is refused when that line completes.
+    let mut t = Tracker::new();
+    let bad = format!("{CHAT}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r");
+    assert_eq!(t.feed(format!("{first}{bad}").as_bytes()), Step::Pass);
+    assert_eq!(t.held(), bad.len());
+    assert_eq!(t.feed(b"\nhello"), Step::Refuse { keep: 0 });
+}
+
+#[test]
+fn empty_lines_before_a_head_are_skipped_and_never_held() {
+    let first = format!("{CHAT}Content-Length: 2\r\n\r\nok");
+    let raw = format!("\r\n\n{first}\r\n\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(cut_anywhere_as_whole(raw.as_bytes()), (false, 2, false, 0));
+    let mut t = Tracker::new();
+    assert_eq!(t.feed(format!("{first}\r").as_bytes()), Step::Pass);
+    assert_eq!(t.held(), 0);
+    assert_eq!(t.feed(b"\n\r"), Step::Pass);
+    assert_eq!(t.held(), 0);
+    assert_eq!(t.feed(b"\nGET"), Step::Pass);
+    assert_eq!(t.held(), 3);
+}
+
+#[test]
+fn a_head_is_followed_up_to_exactly_max_head_bytes() {
+    let head = |len: usize| {
+        let start = "GET / HTTP/1.1\r\nX-Big: ";
+        format!("{start}{}\r\n\r\n", "a".repeat(len - start.len() - 4))
+    };
+    let first = format!("{CHAT}Content-Length: 2\r\n\r\nok");
+    for (len, off) in [(MAX_HEAD_BYTES, false), (MAX_HEAD_BYTES + 1, true)] {
+        let h = head(len);
+        assert_eq!(h.len(), len);
+        // Empty lines before it are not part of it.
+        for raw in [
+            h.clone(),
+            format!("\r\n\r\n{h}"),
+            format!("{first}{h}"),
+            format!("{first}\r\n{h}"),
+        ] {
+            let whole = fed(raw.as_bytes(), &[]);
+            assert_eq!((whole.2, whole.3), (off, 0), "{len}");
+            for cut in [1, raw.len() / 2, raw.len() - 3, raw.len() - 2, raw.len() - 1] {
+                assert_eq!(fed(raw.as_bytes(), &[cut]), whole, "{len}, cut at {cut}");
+            }
+        }
+    }
+    // A head not complete at the cap stops the tracker at the byte past it, in one feed or many.
+    let raw = format!("{first}GET / HTTP/1.1\r\nX-Big: {}", "a".repeat(MAX_HEAD_BYTES));
+    for ends in [vec![], vec![first.len() + 10], vec![first.len() + MAX_HEAD_BYTES]] {
+        assert_eq!(fed(raw.as_bytes(), &ends), (false, 1, true, 0), "{ends:?}");
+    }
+    let mut t = Tracker::new();
+    let at_cap = first.len() + MAX_HEAD_BYTES;
+    assert_eq!(t.feed(&raw.as_bytes()[..at_cap]), Step::Pass);
+    assert_eq!((t.is_off(), t.held()), (false, MAX_HEAD_BYTES));
+    assert_eq!(t.feed(&raw.as_bytes()[at_cap..at_cap + 1]), Step::Pass);
+    assert!(t.is_off());
+}
+
+#[test]
+fn a_malformed_head_is_judged_only_once_complete() {
+    // httparse rejects these before their empty line arrives; the tracker still waits for it,
+    // holding them like any partial head.
+    let first = format!("{CHAT}Content-Length: 2\r\n\r\nok");
+    let many = "X: y\r\n".repeat(MAX_HEADERS + 1);
+    for bad in [
+        "GET / HTTP/1.1\r\nbad header\r\n",
+        "GET / HTTP/3.0\r\n",
+        "G\tET",
+        many.as_str(),
+    ] {
+        let mut t = Tracker::new();
+        assert_eq!(
+            t.feed(format!("{first}GET / HTTP/1.1\r\nHost: x\r\n{bad}").as_bytes()),
+            Step::Pass
+        );
+        assert!(!t.is_off(), "{bad}");
+        assert_eq!(t.held(), "GET / HTTP/1.1\r\nHost: x\r\n".len() + bad.len());
+        assert_eq!(t.feed(b"\r\n\r\n"), Step::Pass);
+        assert!(t.is_off(), "{bad}");
+    }
+    for bad in [
+        "GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        "GET / HTTP/3.0\r\n\r\n",
+        "G\tET / HTTP/1.1\n\n",
+    ] {
+        let raw = format!("{first}{bad}GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            cut_anywhere_as_whole(raw.as_bytes()),
+            (false, 1, true, 0),
+            "{bad}"
+        );
+    }
+}
+
+/// Heads of every shape the tracker treats differently, cut anywhere, end in the same state as
+/// when fed whole (the byte-level twin of the fuzz target, small enough to run with the tests).
+mod cut_invariance {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "GET / HTTP/1.1",
+        "POST /x HTTP/1.0",
+        "CONNECT x:1 HTTP/1.1",
+        "PRI * HTTP/2.0",
+        "\r\n",
+        "\n",
+        "\r",
+        "Host: x",
+        "Content-Length: 3",
+        "content-length:  03 ",
+        "Content-Length: x",
+        "Transfer-Encoding: chunked",
+        "Upgrade: h2c",
+        "bad header",
+        ": y",
+        "abc",
+        "0",
+        "3",
+        " ",
+        "\t",
+    ];
+
+    proptest! {
+        #[test]
+        fn the_end_state_does_not_depend_on_the_cuts(
+            pieces in vec(0..PIECES.len(), 0..40),
+            ends in vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let raw: Vec<u8> = pieces.iter().flat_map(|&p| PIECES[p].bytes()).collect();
+            let mut ends: Vec<usize> = ends.iter().map(|i| i.index(raw.len() + 1)).collect();
+            ends.sort_unstable();
+            let whole = fed(&raw, &[]);
+            prop_assert_eq!(fed(&raw, &ends), whole);
+            let bytes: Vec<usize> = (1..raw.len()).collect();
+            prop_assert_eq!(fed(&raw, &bytes), whole);
+        }
+    }
+}
+
+/// The cost of following a typical keep-alive request, head and body in one read. Counted with
+/// `CARGO_TARGET_DIR=/work/target-helper cargo test --release -p proxy --lib typical_requests -- --ignored`,
+/// then that test binary under `valgrind --tool=callgrind --toggle-collect='*Tracker*feed*'`.
+#[test]
+#[ignore = "a measurement harness"]
+fn ten_thousand_typical_requests() {
+    let mut raw = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+Content-Type: application/json\r\nAuthorization: Bearer sk-x\r\nContent-Length: 971\r\n\r\n"
+        .to_vec();
+    raw.extend(std::iter::repeat_n(b'x', 971));
+    let mut t = Tracker::new();
+    for _ in 0..10_000 {
+        assert_eq!(
+            std::hint::black_box(&mut t).feed(std::hint::black_box(&raw)),
+            Step::Pass
+        );
+    }
+    assert_eq!(t.requests(), 10_000);
+}
