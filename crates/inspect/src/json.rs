@@ -160,13 +160,6 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
         if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
             i += 1;
-            // Pretty-printed bodies indent with runs of spaces: skip them eight at a time.
-            while let Some(w) = b.get(i..i + 8) {
-                if w != b"        " {
-                    break;
-                }
-                i += 8;
-            }
         } else {
             break;
         }
