@@ -13,7 +13,7 @@
 //! - a connection whose response body was not read to its end is never reused (dropping the
 //!   body drops the sender, and hyper closes the connection);
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
-//!   `timeouts.idle_secs`.
+//!   `timeouts.idle_secs` (a background task closes expired ones).
 
 use crate::body::{BoxError, ProxyBody};
 use crate::client::Https;
@@ -63,6 +63,9 @@ pub struct Origin {
     max_idle: usize,
     idle_timeout: Duration,
     state: Mutex<Idle>,
+    /// Whether the task that closes expired idle connections runs (started on first connect,
+    /// which is always inside the runtime).
+    reaper: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -109,6 +112,7 @@ impl UpstreamPool {
                 max_idle,
                 idle_timeout,
                 state: Mutex::new(Idle::default()),
+                reaper: std::sync::atomic::AtomicBool::new(false),
             }));
         }
         Ok(UpstreamPool {
@@ -154,6 +158,7 @@ impl UpstreamPool {
 
     async fn connect(&self, origin: &Arc<Origin>) -> Result<Conn, UpstreamError> {
         use tower::ServiceExt;
+        origin.start_reaper();
         let io = self
             .connector
             .clone()
@@ -218,13 +223,7 @@ impl Origin {
             return;
         };
         let now = Instant::now();
-        while idle
-            .h1
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
-        {
-            idle.h1.pop_front();
-        }
+        self.expire(&mut idle, now);
         if self.max_idle == 0 {
             return;
         }
@@ -232,6 +231,40 @@ impl Origin {
             idle.h1.pop_front();
         }
         idle.h1.push_back((tx, now));
+    }
+
+    /// Drops the connections idle for longer than the timeout: they are at the front. Dropping
+    /// the last sender of an idle HTTP/1.1 connection makes hyper close it.
+    fn expire(&self, idle: &mut Idle, now: Instant) {
+        while idle
+            .h1
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
+        {
+            idle.h1.pop_front();
+        }
+    }
+
+    /// Closes expired idle connections even when no request comes to reuse them. The task
+    /// holds the origin weakly and ends once the snapshot that owns the pool is gone.
+    fn start_reaper(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.reaper.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let origin = Arc::downgrade(self);
+        let every = (self.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(live) = origin.upgrade() else { return };
+                if let Ok(mut idle) = live.state.lock() {
+                    live.expire(&mut idle, Instant::now());
+                };
+            }
+        });
     }
 
     /// Sends on `conn`. On failure, the request comes back when hyper never sent it.

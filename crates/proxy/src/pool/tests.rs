@@ -5,18 +5,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// Counts of what a test upstream saw.
+#[derive(Default)]
+struct Seen {
+    conns: AtomicUsize,
+    reqs: AtomicUsize,
+    /// Connections the proxy side closed.
+    closed: AtomicUsize,
+}
+
 /// An upstream that answers every request on a connection with `body`, then closes the
-/// connection after `per_conn` requests; counts connections and requests.
-async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// connection after `per_conn` requests; counts what it saw.
+async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<Seen>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let (conns, reqs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (c, r) = (conns.clone(), reqs.clone());
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
     tokio::spawn(async move {
         loop {
             let (mut s, _) = l.accept().await.unwrap();
-            c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            counts.conns.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 for _ in 0..per_conn {
@@ -24,13 +33,16 @@ async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<Atomic
                     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
                         let mut chunk = [0u8; 1024];
                         match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => {
+                                counts.closed.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
-                    r.fetch_add(1, Ordering::SeqCst);
+                    counts.reqs.fetch_add(1, Ordering::SeqCst);
                     let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                     if s.write_all(head.as_bytes()).await.is_err()
                         || s.write_all(body.as_bytes()).await.is_err()
@@ -41,7 +53,7 @@ async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<Atomic
             });
         }
     });
-    (Authority::try_from(addr.to_string()).unwrap(), conns, reqs)
+    (Authority::try_from(addr.to_string()).unwrap(), seen)
 }
 
 fn pool(authority: &Authority, max_idle: usize, idle: Duration) -> UpstreamPool {
@@ -68,34 +80,34 @@ fn idle_count(pool: &UpstreamPool) -> usize {
 
 #[tokio::test]
 async fn a_finished_response_returns_its_connection_for_the_next_request() {
-    let (auth, conns, reqs) = upstream("ok", usize::MAX).await;
+    let (auth, seen) = upstream("ok", usize::MAX).await;
     let pool = pool(&auth, 8, Duration::from_secs(60));
     for _ in 0..5 {
         let res = pool.send(0, get(&auth)).await.unwrap();
         assert_eq!(text(res).await, "ok");
     }
-    assert_eq!(conns.load(Ordering::SeqCst), 1);
-    assert_eq!(reqs.load(Ordering::SeqCst), 5);
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.reqs.load(Ordering::SeqCst), 5);
     assert_eq!(idle_count(&pool), 1);
 }
 
 #[tokio::test]
 async fn a_body_dropped_before_its_end_never_goes_back() {
-    let (auth, conns, _) = upstream("a body that is never read", usize::MAX).await;
+    let (auth, seen) = upstream("a body that is never read", usize::MAX).await;
     let pool = pool(&auth, 8, Duration::from_secs(60));
     let res = pool.send(0, get(&auth)).await.unwrap();
     drop(res);
     assert_eq!(idle_count(&pool), 0);
     let res = pool.send(0, get(&auth)).await.unwrap();
     assert_eq!(text(res).await, "a body that is never read");
-    assert_eq!(conns.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_the_request_sent_once() {
     // One request per connection, then the upstream closes it: every pooled connection
     // is dead by the time it is used.
-    let (auth, conns, reqs) = upstream("ok", 1).await;
+    let (auth, seen) = upstream("ok", 1).await;
     let pool = pool(&auth, 8, Duration::from_secs(60));
     for i in 1..=4 {
         let res = pool.send(0, get(&auth)).await.unwrap();
@@ -104,13 +116,13 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_the_request
         // is sent exactly once, on a fresh connection.
         tokio::time::sleep(Duration::from_millis(if i % 2 == 0 { 20 } else { 0 })).await;
     }
-    assert_eq!(reqs.load(Ordering::SeqCst), 4);
-    assert_eq!(conns.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.reqs.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
 async fn idle_connections_are_capped_and_expire() {
-    let (auth, conns, _) = upstream("ok", usize::MAX).await;
+    let (auth, seen) = upstream("ok", usize::MAX).await;
     let pool = pool(&auth, 2, Duration::from_millis(200));
     let all = futures_util::future::join_all((0..4).map(|_| async {
         let res = pool.send(0, get(&auth)).await.unwrap();
@@ -118,17 +130,41 @@ async fn idle_connections_are_capped_and_expire() {
     }))
     .await;
     assert!(all.iter().all(|t| t == "ok"));
-    assert_eq!(conns.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 4);
     assert_eq!(idle_count(&pool), 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the cap, the two extra connections were closed at once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(seen.closed.load(Ordering::SeqCst), 2);
+    // With no request to reuse them, the idle ones are closed once they expire.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(idle_count(&pool), 0);
+    assert_eq!(
+        seen.closed.load(Ordering::SeqCst),
+        4,
+        "expired idle connections are closed"
+    );
     let res = pool.send(0, get(&auth)).await.unwrap();
     assert_eq!(text(res).await, "ok");
     assert_eq!(
-        conns.load(Ordering::SeqCst),
+        seen.conns.load(Ordering::SeqCst),
         5,
         "expired connections are not reused"
     );
     assert_eq!(idle_count(&pool), 1);
+}
+
+#[tokio::test]
+async fn the_reaper_ends_with_its_pool() {
+    let (auth, seen) = upstream("ok", usize::MAX).await;
+    let pool = pool(&auth, 2, Duration::from_secs(60));
+    let res = pool.send(0, get(&auth)).await.unwrap();
+    assert_eq!(text(res).await, "ok");
+    let origin = Arc::downgrade(&pool.origins[0]);
+    drop(pool);
+    // The pool's idle connection is closed with it, and nothing keeps the origin alive.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(seen.closed.load(Ordering::SeqCst), 1);
+    assert!(origin.upgrade().is_none());
 }
 
 #[tokio::test]
