@@ -73,8 +73,8 @@ struct Idle {
     /// Most recently used last: checkout takes from the back, so the least used age out at
     /// the front.
     h1: VecDeque<(http1::SendRequest<ProxyBody>, Instant)>,
-    /// An HTTP/2 connection carries every request at once.
-    h2: Option<http2::SendRequest<ProxyBody>>,
+    /// An HTTP/2 connection carries every request at once; with when it was last used.
+    h2: Option<(http2::SendRequest<ProxyBody>, Instant)>,
 }
 
 enum Conn {
@@ -177,7 +177,7 @@ impl UpstreamPool {
                 }
             });
             if let Ok(mut idle) = origin.state.lock() {
-                idle.h2 = Some(tx.clone());
+                idle.h2 = Some((tx.clone(), Instant::now()));
             }
             Ok(Conn::H2(tx))
         } else {
@@ -201,13 +201,14 @@ impl Origin {
     /// HTTP/1.1 one that is still open and not past the idle timeout.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.state.lock().ok()?;
-        if let Some(h2) = &idle.h2 {
+        let now = Instant::now();
+        if let Some((h2, used)) = &mut idle.h2 {
             if !h2.is_closed() {
+                *used = now;
                 return Some(Conn::H2(h2.clone()));
             }
             idle.h2 = None;
         }
-        let now = Instant::now();
         while let Some((tx, since)) = idle.h1.pop_back() {
             if tx.is_ready() && now.duration_since(since) < self.idle_timeout {
                 return Some(Conn::H1(tx));
@@ -236,6 +237,15 @@ impl Origin {
     /// Drops the connections idle for longer than the timeout: they are at the front. Dropping
     /// the last sender of an idle HTTP/1.1 connection makes hyper close it.
     fn expire(&self, idle: &mut Idle, now: Instant) {
+        // Dropping the pool's HTTP/2 sender lets hyper close the connection once its streams
+        // in flight are done.
+        if idle
+            .h2
+            .as_ref()
+            .is_some_and(|(_, used)| now.duration_since(*used) >= self.idle_timeout)
+        {
+            idle.h2 = None;
+        }
         while idle
             .h1
             .front()

@@ -184,9 +184,11 @@ async fn no_listener_is_a_connect_error() {
 }
 
 /// A TLS upstream offering `alpn`, answering with the request's version, authority and
-/// Host; returns the config text that trusts it and the connection count.
-async fn tls_upstream(alpn: &[&[u8]]) -> (String, Arc<AtomicUsize>) {
-    let dir = std::env::temp_dir().join(format!("rp-pool-{}-{}", std::process::id(), alpn.len()));
+/// Host; returns the config text that trusts it (with `idle_secs`) and what it saw.
+async fn tls_upstream(alpn: &[&[u8]], idle_secs: f64) -> (String, Arc<Seen>) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("rp-pool-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -201,13 +203,14 @@ async fn tls_upstream(alpn: &[&[u8]]) -> (String, Arc<AtomicUsize>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let c = conns.clone();
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
     tokio::spawn(async move {
         loop {
             let (s, _) = l.accept().await.unwrap();
-            c.fetch_add(1, Ordering::SeqCst);
+            counts.conns.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
+            let counts = counts.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(s).await else { return };
                 let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
@@ -227,20 +230,21 @@ async fn tls_upstream(alpn: &[&[u8]]) -> (String, Arc<AtomicUsize>) {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                     .await;
+                counts.closed.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
     let text = format!(
-        "[upstream]\nbase_urls = {{ eu = \"https://127.0.0.1:{port}\" }}\nca_file = \"{}\"\n\
+        "[timeouts]\nidle_secs = {idle_secs}\n[upstream]\nbase_urls = {{ eu = \"https://127.0.0.1:{port}\" }}\nca_file = \"{}\"\n\
          [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n",
         cert.display()
     );
-    (text, conns)
+    (text, seen)
 }
 
 /// One request, then three at once: what the upstream saw, and how many connections.
 async fn over_tls(alpn: &[&[u8]]) -> (Vec<String>, usize) {
-    let (config_text, conns) = tls_upstream(alpn).await;
+    let (config_text, counts) = tls_upstream(alpn, 60.0).await;
     let config = crate::config::Config::from_toml(&config_text, None).unwrap();
     let pool = crate::client::build(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
@@ -260,7 +264,7 @@ async fn over_tls(alpn: &[&[u8]]) -> (Vec<String>, usize) {
         )
         .await,
     );
-    (seen, conns.load(Ordering::SeqCst))
+    (seen, counts.conns.load(Ordering::SeqCst))
 }
 
 #[tokio::test]
@@ -290,4 +294,31 @@ async fn an_upstream_offering_only_http1_over_tls_gets_pooled_http1() {
     }
     // The first connection is reused by one of the three; the other two open their own.
     assert_eq!(conns, 3, "{seen:?}");
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
+    let (config_text, seen) = tls_upstream(&[b"h2"], 0.2).await;
+    let config = crate::config::Config::from_toml(&config_text, None).unwrap();
+    let pool = crate::client::build(&config).unwrap();
+    let host = config.upstreams[0].host_header.clone();
+    let req = || {
+        Request::get("/v1/models")
+            .header(http::header::HOST, host.clone())
+            .body(ProxyBody::Empty)
+            .unwrap()
+    };
+    assert!(text(pool.send(0, req()).await.unwrap())
+        .await
+        .starts_with("HTTP/2.0"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        seen.closed.load(Ordering::SeqCst),
+        1,
+        "the idle h2 connection was closed"
+    );
+    assert!(text(pool.send(0, req()).await.unwrap())
+        .await
+        .starts_with("HTTP/2.0"));
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
 }
