@@ -8,11 +8,12 @@
 //! the upstream request is aborted), so no file is created, and the client gets a 403 that
 //! names the first bad line.
 //!
-//! A bad line does not leave the machine either. Once the upload is known to be a batch, the
-//! chunks of a line still being read are held until the line is checked, and the first bad
-//! line aborts the upload before its bytes are sent. When the file comes before `purpose`
-//! (the Node SDK's order), a line that breaks a rule makes the guard hold everything from the
-//! chunk before it on (within `max_held` bytes) until `purpose` says whether it matters.
+//! A bad line does not leave the machine either. The chunks that hold a line that may be a
+//! request (only those: a large batch still streams) wait until the line is checked, and once
+//! the upload is known to be a batch, the first bad line aborts the upload before its bytes
+//! are sent. When the file comes before `purpose`
+//! (the Node SDK's order), a line that breaks a rule makes the guard hold everything from
+//! there on (within `max_held` bytes) until `purpose` says whether it matters.
 
 pub mod multipart_stream;
 
@@ -68,6 +69,8 @@ pub struct BatchChecker {
     file_parts: usize,
     line: BytesMut,
     line_no: usize,
+    /// Bytes of the body pushed so far.
+    pushed: u64,
     /// The first problem with the file as a batch (line number and why).
     first_bad: Option<Refusal>,
     /// A structural problem: refused whatever the purpose.
@@ -94,6 +97,7 @@ impl BatchChecker {
             file_parts: 0,
             line: BytesMut::new(),
             line_no: 0,
+            pushed: 0,
             first_bad: None,
             malformed: None,
         }
@@ -108,6 +112,7 @@ impl BatchChecker {
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
+        self.pushed += chunk.len() as u64;
         if self.malformed.is_some() {
             return;
         }
@@ -232,9 +237,30 @@ impl BatchChecker {
         self.is_batch_known().is_none() && self.first_bad.as_ref().is_some_and(|b| b.rule.is_some())
     }
 
-    /// A line of a known batch is only partly read: its bytes wait until it is checked.
-    fn line_pending(&self) -> bool {
-        self.is_batch_known() == Some(true) && !self.line.is_empty()
+    /// Where a line that may be a batch request, only partly read, starts in the body: its
+    /// bytes wait until it is checked. Before `purpose` is known (file first) that is every
+    /// line that could be a request, a JSON object; other lines (a text or binary file) cannot
+    /// run as a batch request and stream on.
+    fn pending_line_start(&self) -> Option<u64> {
+        let pending = match self.is_batch_known() {
+            Some(false) => false,
+            Some(true) => !self.line.is_empty(),
+            None => {
+                !self.line.is_empty()
+                    && self
+                        .line
+                        .iter()
+                        .find(|b| !b.is_ascii_whitespace())
+                        .is_none_or(|&b| b == b'{')
+            }
+        };
+        // While a line is open, the file part is too: the parser has emitted every byte before
+        // its undecided tail, and the open line's bytes are the last of them.
+        pending.then(|| {
+            self.pushed
+                .saturating_sub(self.parser.undecided() as u64)
+                .saturating_sub(self.line.len() as u64)
+        })
     }
 
     /// The verdict once the whole body has been seen: Err(why) refuses the upload.
@@ -289,8 +315,9 @@ impl<B> BatchGuard<B> {
     }
 
     /// Whether the oldest queued chunk may go now: never the last one before the end, none
-    /// whose bytes the parser has not decided yet (a line's end may be among them), and nothing
-    /// while a line is unchecked or the upload is suspect (report mode does not hold for those).
+    /// whose bytes the parser has not decided yet (a line's end may be among them), none that
+    /// holds bytes of a line not yet checked, and nothing while the upload is suspect (report
+    /// mode does not hold for those last two).
     fn may_release(&self) -> bool {
         if self.finished {
             return true;
@@ -298,9 +325,17 @@ impl<B> BatchGuard<B> {
         let Some(front) = self.queue.front() else {
             return false;
         };
+        // Where the front chunk ends in the body: it may go only if it ends before any line
+        // still waiting for its check.
+        let front_end = self.checker.pushed - self.queued as u64 + front.len() as u64;
         self.queue.len() > 1
             && self.queued - front.len() >= self.checker.parser.undecided()
-            && (self.report_only || !(self.checker.suspect() || self.checker.line_pending()))
+            && (self.report_only
+                || !(self.checker.suspect()
+                    || self
+                        .checker
+                        .pending_line_start()
+                        .is_some_and(|start| front_end > start)))
     }
 
     /// Records the refusal; outside report mode, drops what was held and aborts the upload.
@@ -529,14 +564,8 @@ mod tests {
         let lines = "{\"ok\":1}\n{\"ok\":2}\n{\"bad\":3}\n{\"ok\":4}\n";
         for purpose_first in [true, false] {
             let body = upload("batch", lines, purpose_first);
-            // File first: exact when a line spans at most two chunks (the guard holds the one
-            // before a bad line). Purpose first: exact for any chunking.
-            let sizes: &[usize] = if purpose_first {
-                &[1, 3, 7, 10, 64]
-            } else {
-                &[10, 16, 64]
-            };
-            for &chunk in sizes {
+            // Exact in both orders and for any chunking: a line's chunks wait for its check.
+            for chunk in [1, 2, 3, 5, 7, 10, 16, 64] {
                 let (sent, failed, refusal) = drive(&body, chunk, spec()).await;
                 assert!(failed, "order {purpose_first} chunk {chunk}");
                 assert!(body.starts_with(&sent));
@@ -573,6 +602,82 @@ mod tests {
         assert!(refusal.is_some());
     }
 
+    /// Forwards `body` in 64-byte chunks: what was sent, whether it was aborted, and how many
+    /// chunks had been read when the first bytes went out.
+    async fn stream_through(body: &[u8], spec: BatchSpec) -> (Vec<u8>, bool, usize) {
+        use http_body_util::BodyExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let chunks: Vec<Bytes> = body.chunks(64).map(Bytes::copy_from_slice).collect();
+        let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(Frame::data(c))
+        }));
+        let mut c = checker();
+        c.spec = spec;
+        let mut guard = BatchGuard::new(
+            http_body_util::StreamBody::new(stream),
+            c,
+            Verdict::default(),
+            false,
+        );
+        let (mut sent, mut failed, mut first_at) = (Vec::new(), false, None);
+        while let Some(frame) = guard.frame().await {
+            first_at.get_or_insert(pulled.load(Ordering::SeqCst));
+            match frame {
+                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        (sent, failed, first_at.unwrap_or(usize::MAX))
+    }
+
+    /// Before `purpose` is known, only lines that could be requests wait for their check, and
+    /// only the chunks that hold them: a text, binary or JSONL file streams on.
+    #[tokio::test]
+    async fn a_file_first_upload_streams_as_its_lines_are_checked() {
+        let text = "plain text, not a request\n".repeat(200);
+        let binary = "x".repeat(5000);
+        let json = "{\"messages\":[]}\n".repeat(200);
+        for content in [&text, &binary, &json] {
+            let body = upload("assistants", content, false);
+            let (sent, failed, first_at) = stream_through(&body, spec()).await;
+            assert!(!failed);
+            assert_eq!(sent, body);
+            assert!(
+                first_at <= 3,
+                "{:?}: first bytes went out after chunk {first_at}",
+                &content[..10]
+            );
+        }
+    }
+
+    /// A batch far larger than `max_held` streams through: only the chunks of the line being
+    /// read wait, never the whole file.
+    #[tokio::test]
+    async fn a_large_good_batch_streams_in_either_order() {
+        let lines = "{\"ok\":1,\"pad\":\"0123456789\"}\n".repeat(300);
+        let spec = BatchSpec {
+            max_held: 512,
+            ..spec()
+        };
+        for purpose_first in [true, false] {
+            let body = upload("batch", &lines, purpose_first);
+            assert!(body.len() > 10 * spec.max_held);
+            let (sent, failed, first_at) = stream_through(&body, spec.clone()).await;
+            assert!(!failed, "order {purpose_first}");
+            assert_eq!(sent, body);
+            assert!(
+                first_at <= 3,
+                "order {purpose_first}: first bytes after chunk {first_at}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_suspect_upload_that_is_not_a_batch_is_forwarded_whole() {
         let body = upload("fine-tune", "{\"bad\":1}\n{\"ok\":2}\n", false);
@@ -595,5 +700,53 @@ mod tests {
         assert!(failed);
         assert!(memchr::memmem::find(&sent, b"bad").is_none());
         assert!(refusal.unwrap().message.contains("purpose is not known"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever the lines, the part order and the chunking: a batch with a bad line is
+        /// refused and no byte of that line (or after it) is sent; anything else goes whole.
+        #[test]
+        fn no_bad_line_leaves_and_everything_else_goes_whole(
+            kinds in proptest::collection::vec(0u8..3, 0..30),
+            is_batch: bool,
+            purpose_first: bool,
+            // Tiny cuts are what split a line across many chunks: weight them.
+            cuts in proptest::collection::vec(proptest::prop_oneof![1usize..4, 1usize..80], 1..40),
+        ) {
+            let lines: String = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    0 => format!("{{\"ok\":{i}}}\n"),
+                    1 => format!("{{\"bad\":{i}}}\n"),
+                    _ => format!("plain {i}\n"),
+                })
+                .collect();
+            let body = upload(if is_batch { "batch" } else { "assistants" }, &lines, purpose_first);
+            let mut pieces = Vec::new();
+            let (mut at, mut i) = (0, 0);
+            while at < body.len() {
+                let n = cuts[i % cuts.len()].min(body.len() - at);
+                pieces.push(&body[at..at + n]);
+                at += n;
+                i += 1;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (sent, failed, refusal) = rt.block_on(drive_pieces(pieces, spec()));
+            proptest::prop_assert!(body.starts_with(&sent));
+            match memchr::memmem::find(&body, b"{\"bad\"") {
+                Some(first_bad) if is_batch => {
+                    proptest::prop_assert!(failed);
+                    proptest::prop_assert!(sent.len() <= first_bad, "sent {} bytes, bad line at {first_bad}", sent.len());
+                    proptest::prop_assert!(refusal.is_some());
+                }
+                _ => {
+                    proptest::prop_assert!(!failed, "{refusal:?}");
+                    proptest::prop_assert_eq!(sent, body);
+                }
+            }
+        }
     }
 }
