@@ -15,8 +15,9 @@ pub struct Snapshot {
     pub any_client_keys: bool,
     /// Every configured client key hash (for `auth.require_client_key`).
     pub client_keys: HashSet<[u8; 32]>,
-    pub client: UpstreamPool,
-    /// Parallel to `config.upstreams`: the index of each project's origin in `client`.
+    /// The connections to the upstreams (rebuilt with the snapshot).
+    pub upstream: UpstreamPool,
+    /// Parallel to `config.upstreams`: the index of each project's origin in `upstream`.
     pub origin_of: Vec<usize>,
     /// TLS for the proxy listener, when configured; reloaded with the config.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -26,12 +27,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
-        let client = client::build(&config)?;
+        let upstream = client::build(&config)?;
         let origin_of = config
             .upstreams
             .iter()
             .map(|u| {
-                client
+                upstream
                     .index_of(&u.scheme, &u.authority)
                     .ok_or_else(|| format!("no upstream pool for {}", u.base_url))
             })
@@ -52,7 +53,7 @@ impl Snapshot {
             labels: crate::metrics::LabelValues::new(&config),
             any_client_keys: !client_keys.is_empty(),
             client_keys,
-            client,
+            upstream,
             origin_of,
             tls,
             config,
