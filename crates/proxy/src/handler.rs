@@ -169,11 +169,11 @@ async fn proxy<'s>(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let inspected = match evaluate::inspect(snap, m, &parts.uri, content_type, buffered.as_ref()) {
+    let mut inspected = match evaluate::inspect(snap, m, &parts.uri, content_type, buffered.as_ref()) {
         Ok(i) => i,
         Err(e) => return (refuse(&mut out, e), out),
     };
-    out.model = inspected.model.clone();
+    out.model = inspected.model.take();
     if inspected.decision.verdict == Verdict::Deny {
         return (deny(&mut out, inspected.decision), out);
     }
