@@ -54,7 +54,8 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
-/// The pool of every upstream origin of `config`. Errors name the CA file that could not be used.
+/// The pool of every upstream origin of `config`, addressed by project index. Errors name the
+/// CA file that could not be used.
 pub fn build(config: &Config) -> Result<UpstreamPool, String> {
     let origins = config
         .upstreams

@@ -201,8 +201,7 @@ async fn proxy<'s>(
     }
     let sent = Instant::now();
     let timeout = snap.config.timeouts.upstream_response;
-    let origin = snap.origin_of[m.project];
-    let result = tokio::time::timeout(timeout, snap.upstream.send(origin, fwd)).await;
+    let result = tokio::time::timeout(timeout, snap.upstream.send(m.project, fwd)).await;
     if let Some((first_byte, _)) = snap.labels.region_histograms(metrics, m.project) {
         first_byte.observe(sent.elapsed().as_secs_f64());
     }

@@ -15,10 +15,8 @@ pub struct Snapshot {
     pub any_client_keys: bool,
     /// Every configured client key hash (for `auth.require_client_key`).
     pub client_keys: HashSet<[u8; 32]>,
-    /// The connections to the upstreams (rebuilt with the snapshot).
+    /// The connections to the upstreams (rebuilt with the snapshot), by project index.
     pub upstream: UpstreamPool,
-    /// Parallel to `config.upstreams`: the index of each project's origin in `upstream`.
-    pub origin_of: Vec<usize>,
     /// TLS for the proxy listener, when configured; reloaded with the config.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The metrics label values of this config.
@@ -28,15 +26,6 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
         let upstream = client::build(&config)?;
-        let origin_of = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                upstream
-                    .index_of(&u.scheme, &u.authority)
-                    .ok_or_else(|| format!("no upstream pool for {}", u.base_url))
-            })
-            .collect::<Result<Vec<usize>, String>>()?;
         let client_keys: HashSet<[u8; 32]> = config
             .projects
             .projects
@@ -54,7 +43,6 @@ impl Snapshot {
             any_client_keys: !client_keys.is_empty(),
             client_keys,
             upstream,
-            origin_of,
             tls,
             config,
         })

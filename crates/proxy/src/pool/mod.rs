@@ -52,6 +52,9 @@ impl std::fmt::Display for UpstreamError {
 pub struct UpstreamPool {
     connector: Https,
     origins: Vec<Arc<Origin>>,
+    /// For each upstream given to [`UpstreamPool::new`], in that order, its origin's index:
+    /// upstreams with the same origin share its connections.
+    origin_of: Vec<usize>,
 }
 
 /// One upstream origin (`scheme://authority`) and its connections.
@@ -83,20 +86,22 @@ enum Conn {
 }
 
 impl UpstreamPool {
-    /// A pool per distinct `(scheme, authority)` in `origins`, in that order, deduplicated:
-    /// [`UpstreamPool::index_of`] maps each back.
+    /// One pool per distinct `(scheme, authority)` among `upstreams`; requests then name an
+    /// upstream by its position in `upstreams`.
     pub fn new(
         connector: Https,
-        origins: impl IntoIterator<Item = (Scheme, Authority)>,
+        upstreams: impl IntoIterator<Item = (Scheme, Authority)>,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Result<UpstreamPool, String> {
         let mut pools: Vec<Arc<Origin>> = Vec::new();
-        for (scheme, authority) in origins {
-            if pools
+        let mut origin_of = Vec::new();
+        for (scheme, authority) in upstreams {
+            if let Some(i) = pools
                 .iter()
-                .any(|o| o.scheme == scheme && o.authority == authority)
+                .position(|o| o.scheme == scheme && o.authority == authority)
             {
+                origin_of.push(i);
                 continue;
             }
             let target = Uri::builder()
@@ -105,6 +110,7 @@ impl UpstreamPool {
                 .path_and_query("/")
                 .build()
                 .map_err(|e| format!("upstream {scheme}://{authority}: {e}"))?;
+            origin_of.push(pools.len());
             pools.push(Arc::new(Origin {
                 target,
                 scheme,
@@ -118,24 +124,18 @@ impl UpstreamPool {
         Ok(UpstreamPool {
             connector,
             origins: pools,
+            origin_of,
         })
     }
 
-    /// The index of the pool of `scheme://authority`, if the pool was built with it.
-    pub fn index_of(&self, scheme: &Scheme, authority: &Authority) -> Option<usize> {
-        self.origins
-            .iter()
-            .position(|o| &o.scheme == scheme && &o.authority == authority)
-    }
-
-    /// Sends `req` (origin-form target, `Host` set) to origin `index`: on an idle connection
-    /// when there is one, else on a new one.
+    /// Sends `req` (origin-form target, `Host` set) to upstream `upstream` (its position in
+    /// [`UpstreamPool::new`]): on an idle connection when there is one, else on a new one.
     pub async fn send(
         &self,
-        index: usize,
+        upstream: usize,
         mut req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        let Some(origin) = self.origins.get(index) else {
+        let Some(origin) = self.origin_of.get(upstream).and_then(|&i| self.origins.get(i)) else {
             return Err(UpstreamError::Connect("no such upstream".into()));
         };
         // Each pooled connection that turns out closed hands the request back unsent; then

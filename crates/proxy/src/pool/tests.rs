@@ -154,7 +154,33 @@ async fn idle_connections_are_capped_and_expire() {
 }
 
 #[tokio::test]
-async fn the_reaper_ends_with_its_pool() {
+async fn upstreams_with_the_same_origin_share_its_connections() {
+    let (auth, seen) = upstream("ok", usize::MAX).await;
+    let (other, other_seen) = upstream("other", usize::MAX).await;
+    let toml = "[[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n";
+    let config = crate::config::Config::from_toml(toml, None).unwrap();
+    let connector = crate::client::connector(&config).unwrap();
+    let upstreams = [
+        (Scheme::HTTP, auth.clone()),
+        (Scheme::HTTP, other.clone()),
+        (Scheme::HTTP, auth.clone()),
+    ];
+    let pool = UpstreamPool::new(connector, upstreams, 8, Duration::from_secs(60)).unwrap();
+    for (upstream, expect) in [(0, "ok"), (2, "ok"), (1, "other"), (0, "ok"), (2, "ok")] {
+        let host = if upstream == 1 { &other } else { &auth };
+        assert_eq!(text(pool.send(upstream, get(host)).await.unwrap()).await, expect);
+    }
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.reqs.load(Ordering::SeqCst), 4);
+    assert_eq!(other_seen.reqs.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        pool.send(3, get(&auth)).await,
+        Err(UpstreamError::Connect(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_reaper_does_not_keep_its_pool_alive() {
     let (auth, seen) = upstream("ok", usize::MAX).await;
     let pool = pool(&auth, 2, Duration::from_secs(60));
     let res = pool.send(0, get(&auth)).await.unwrap();
