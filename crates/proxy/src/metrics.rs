@@ -59,6 +59,12 @@ pub struct LabelValues {
 /// A request series already found: (decision, rules) and its counter.
 type SeenSeries = (&'static str, RuleSet, Counter);
 
+fn find_series<'a>(seen: &'a [SeenSeries], decision: &str, rules: RuleSet) -> Option<&'a Counter> {
+    seen.iter()
+        .find(|(d, r, _)| *d == decision && *r == rules)
+        .map(|(_, _, c)| c)
+}
+
 /// Metric handles cached per config snapshot. A prometheus `Family` finds a series by hashing
 /// its labels (SipHash, every label) under a lock; a handle is a shared reference to the same
 /// series, so counting through it is one atomic add.
@@ -68,7 +74,7 @@ struct Handles {
     region_labels: Vec<RegionLabels>,
     /// By (project or none) × (operation or unknown): the request counters seen so far, keyed
     /// by (decision, rules). Few per slot, so a short list.
-    requests: Vec<std::sync::Mutex<Vec<SeenSeries>>>,
+    requests: Vec<std::sync::RwLock<Vec<SeenSeries>>>,
     ops: usize,
 }
 
@@ -97,7 +103,7 @@ impl LabelValues {
                     .collect(),
                 region_labels: config.upstreams.iter().map(|u| u.region_label.clone()).collect(),
                 requests: (0..(config.projects.projects.len() + 1) * (config.catalog.operations.len() + 1))
-                    .map(|_| std::sync::Mutex::new(Vec::new()))
+                    .map(|_| std::sync::RwLock::new(Vec::new()))
                     .collect(),
                 ops: config.catalog.operations.len() + 1,
             },
@@ -116,23 +122,26 @@ impl LabelValues {
         let h = &self.handles;
         let row = project.filter(|&p| p < self.projects.len()).map_or(0, |p| p + 1);
         let col = op.filter(|&o| o < h.ops - 1).map_or(0, |o| o + 1);
-        let Some(Ok(mut seen)) = h.requests.get(row * h.ops + col).map(|m| m.lock()) else {
-            metrics
-                .requests
-                .get_or_create(&self.request(project, op, decision, rules))
-                .inc();
-            return;
-        };
-        if let Some((_, _, c)) = seen.iter().find(|(d, r, _)| *d == decision && *r == rules) {
-            c.inc();
-            return;
+        // In range by construction: row ≤ projects, col < ops, and there are (projects + 1) × ops.
+        let slot = &h.requests[row * h.ops + col];
+        // Read-locked: workers counting the same endpoint share the lock. The write lock is
+        // taken only the first time a (decision, rules) pair is seen here.
+        if let Ok(seen) = slot.read() {
+            if let Some(c) = find_series(&seen, decision, rules) {
+                c.inc();
+                return;
+            }
         }
-        let counter = metrics
+        let c = metrics
             .requests
             .get_or_create(&self.request(project, op, decision, rules))
             .clone();
-        counter.inc();
-        seen.push((decision, rules, counter));
+        c.inc();
+        if let Ok(mut seen) = slot.write() {
+            if find_series(&seen, decision, rules).is_none() {
+                seen.push((decision, rules, c));
+            }
+        }
     }
 
     /// The (time to first byte, duration) histograms of `project`'s region.
