@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use inspect::{scan_json, JsonSpec, Marker, Splice, Value};
+use inspect::{scan_json, JsonScan, JsonSpec, Marker, Splice, Value};
 use policy::{Catalog, Facts, FieldValue, Mode, OpId, Project, Retention, StoreMode};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -112,6 +112,21 @@ fn field_value<'a>(v: &'a Value<'a>) -> FieldValue<'a> {
     }
 }
 
+/// The chat plan's facts from a scan, decided.
+fn decide(ctx: &PolicyCtx, scan: &JsonScan<'_>) -> policy::Decision {
+    let mut fields = [FieldValue::Absent; 8];
+    for (slot, idx) in fields.iter_mut().zip(&ctx.plan_fields) {
+        if let Some(f) = idx.and_then(|i| scan.field(i)) {
+            *slot = field_value(&f.value);
+        }
+    }
+    let facts = Facts {
+        fields: &fields[..ctx.plan_fields.len()],
+        markers: &scan.markers_hit,
+    };
+    policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts)
+}
+
 /// (a): scan, decide (when available), splice `store` to `false`, apply.
 fn inspect_path(body: &Bytes, ctx: Option<&PolicyCtx>) -> usize {
     let scan = scan_json(
@@ -123,17 +138,7 @@ fn inspect_path(body: &Bytes, ctx: Option<&PolicyCtx>) -> usize {
     )
     .expect("valid body");
     if let Some(ctx) = ctx {
-        let mut fields = [FieldValue::Absent; 8];
-        for (slot, idx) in fields.iter_mut().zip(&ctx.plan_fields) {
-            if let Some(f) = idx.and_then(|i| scan.field(i)) {
-                *slot = field_value(&f.value);
-            }
-        }
-        let facts = Facts {
-            fields: &fields[..ctx.plan_fields.len()],
-            markers: &scan.markers_hit,
-        };
-        black_box(policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts));
+        black_box(decide(ctx, &scan));
     }
     let store = scan.field(1).expect("store present");
     let mut splice = Splice::new();
@@ -198,17 +203,7 @@ fn hot_path(c: &mut Criterion) {
             },
         )
         .unwrap();
-        let mut fields = [FieldValue::Absent; 8];
-        for (slot, idx) in fields.iter_mut().zip(&ctx.plan_fields) {
-            if let Some(f) = idx.and_then(|i| scan.field(i)) {
-                *slot = field_value(&f.value);
-            }
-        }
-        let facts = Facts {
-            fields: &fields[..ctx.plan_fields.len()],
-            markers: &scan.markers_hit,
-        };
-        let d = policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts);
+        let d = decide(ctx, &scan);
         eprintln!(
             "policy::decide on the bench body: {:?} rewrites {:?}",
             d.verdict, d.rewrites

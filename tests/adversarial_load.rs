@@ -187,6 +187,20 @@ async fn broken_upstreams_answer_promptly_in_the_error_shape() {
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
+/// A slow SSE stream whose response head has been read: the connection stays open.
+async fn open_slow_stream(env: &Env) -> (Conn, u16) {
+    let mut c = Conn::open(
+        env.proxy.addr,
+        &chat_req(env, &[("x-mock-behavior", "slow-sse")], STREAM),
+    )
+    .await;
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), c.head())
+        .await
+        .unwrap()
+        .unwrap();
+    (c, status)
+}
+
 #[tokio::test]
 async fn clients_leaving_early_free_their_connections() {
     let env = env_with("[timeouts]\nrequest_body_secs = 2\n[limits]\nmax_concurrent_requests = 60\n").await;
@@ -202,15 +216,7 @@ async fn clients_leaving_early_free_their_connections() {
     // Mid-stream: a slow SSE stream, the head read, gone.
     let mut streams = Vec::new();
     for _ in 0..50 {
-        let mut c = Conn::open(
-            env.proxy.addr,
-            &chat_req(&env, &[("x-mock-behavior", "slow-sse")], STREAM),
-        )
-        .await;
-        let (status, _) = tokio::time::timeout(Duration::from_secs(5), c.head())
-            .await
-            .unwrap()
-            .unwrap();
+        let (c, status) = open_slow_stream(&env).await;
         assert_eq!(status, 200);
         streams.push(c);
     }
@@ -224,15 +230,7 @@ async fn clients_leaving_early_free_their_connections() {
     // the 50 abandoned ones would otherwise still occupy.
     let mut held = Vec::new();
     for i in 0..55 {
-        let mut c = Conn::open(
-            env.proxy.addr,
-            &chat_req(&env, &[("x-mock-behavior", "slow-sse")], STREAM),
-        )
-        .await;
-        let (status, _) = tokio::time::timeout(Duration::from_secs(5), c.head())
-            .await
-            .unwrap()
-            .unwrap();
+        let (c, status) = open_slow_stream(&env).await;
         assert_eq!(
             status, 200,
             "stream {i}: a slot is still held by a client that left"
