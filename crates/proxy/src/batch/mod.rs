@@ -60,7 +60,9 @@ pub type LineCheck = Box<dyn FnMut(&[u8]) -> Result<(), Refusal> + Send>;
 /// Follows the multipart upload and decides whether it is an acceptable batch.
 pub struct BatchChecker {
     spec: BatchSpec,
-    parser: MultipartStream,
+    /// Taken out while it pushes its events into the rest of the checker (always there
+    /// otherwise): the events borrow the chunk and are read in place, not copied.
+    parser: Option<MultipartStream>,
     check: LineCheck,
     current: Option<Current>,
     purpose: Option<String>,
@@ -87,7 +89,7 @@ enum Current {
 impl BatchChecker {
     pub fn new(spec: BatchSpec, boundary: &str, check: LineCheck) -> BatchChecker {
         BatchChecker {
-            parser: MultipartStream::new(boundary),
+            parser: Some(MultipartStream::new(boundary)),
             spec,
             check,
             current: None,
@@ -103,6 +105,11 @@ impl BatchChecker {
         }
     }
 
+    /// Bytes pushed that the parser has not yet turned into events.
+    fn undecided(&self) -> usize {
+        self.parser.as_ref().map_or(0, MultipartStream::undecided)
+    }
+
     /// Known once the `purpose` part has ended (a prefix of it proves nothing).
     fn is_batch_known(&self) -> Option<bool> {
         if !self.purpose_done {
@@ -116,25 +123,19 @@ impl BatchChecker {
         if self.malformed.is_some() {
             return;
         }
-        let mut events = Vec::new();
-        let result = self.parser.push(chunk, &mut |e| {
-            events.push(match e {
-                Event::Part { name, .. } => Owned::Part(name),
-                Event::Data(d) => Owned::Data(Bytes::copy_from_slice(d)),
-                Event::PartEnd => Owned::End,
-            })
-        });
-        for e in events {
-            self.on_event(e);
-        }
+        let Some(mut parser) = self.parser.take() else {
+            return;
+        };
+        let result = parser.push(chunk, &mut |e| self.on_event(e));
+        self.parser = Some(parser);
         if let Err(e) = result {
             self.malformed = Some(e);
         }
     }
 
-    fn on_event(&mut self, e: Owned) {
+    fn on_event(&mut self, e: Event<'_>) {
         match e {
-            Owned::Part(name) => {
+            Event::Part { name, .. } => {
                 self.current = Some(if name == self.spec.purpose_field {
                     self.purpose_parts += 1;
                     Current::Purpose
@@ -151,17 +152,17 @@ impl BatchChecker {
                     ));
                 }
             }
-            Owned::Data(d) => match self.current {
+            Event::Data(d) => match self.current {
                 Some(Current::Purpose) => {
                     let p = self.purpose.get_or_insert_with(String::new);
                     if p.len() + d.len() <= 256 {
-                        p.push_str(&String::from_utf8_lossy(&d));
+                        p.push_str(&String::from_utf8_lossy(d));
                     }
                 }
-                Some(Current::File) => self.file_data(&d),
+                Some(Current::File) => self.file_data(d),
                 _ => {}
             },
-            Owned::End => {
+            Event::PartEnd => {
                 if self.current == Some(Current::Purpose) {
                     self.purpose_done = true;
                 }
@@ -258,7 +259,7 @@ impl BatchChecker {
         // its undecided tail, and the open line's bytes are the last of them.
         pending.then(|| {
             self.pushed
-                .saturating_sub(self.parser.undecided() as u64)
+                .saturating_sub(self.undecided() as u64)
                 .saturating_sub(self.line.len() as u64)
         })
     }
@@ -268,14 +269,11 @@ impl BatchChecker {
         if let Some(why) = self.refused_now() {
             return Err(why);
         }
-        self.parser.finish().map_err(Refusal::unreadable)
+        match &self.parser {
+            Some(parser) => parser.finish().map_err(Refusal::unreadable),
+            None => Err(Refusal::unreadable("the multipart body could not be followed")),
+        }
     }
-}
-
-enum Owned {
-    Part(String),
-    Data(Bytes),
-    End,
 }
 
 /// Where the guard leaves its refusal for the handler.
@@ -329,7 +327,7 @@ impl<B> BatchGuard<B> {
         // still waiting for its check.
         let front_end = self.checker.pushed - self.queued as u64 + front.len() as u64;
         self.queue.len() > 1
-            && self.queued - front.len() >= self.checker.parser.undecided()
+            && self.queued - front.len() >= self.checker.undecided()
             && (self.report_only
                 || !(self.checker.suspect()
                     || self
