@@ -9,7 +9,8 @@
 //!
 //! What the pool guarantees:
 //! - a request is retried on another connection only when hyper hands it back unsent (the
-//!   pooled connection had closed), so nothing is ever sent twice;
+//!   pooled connection had closed), so nothing is ever sent twice. A connection whose close
+//!   arrives just as it is reused fails that one request (502): hyper may have written it;
 //! - a connection whose response body was not read to its end is never reused (dropping the
 //!   body drops the sender, and hyper closes the connection);
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than

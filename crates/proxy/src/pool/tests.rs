@@ -104,20 +104,63 @@ async fn a_body_dropped_before_its_end_never_goes_back() {
 }
 
 #[tokio::test]
-async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_the_request_sent_once() {
-    // One request per connection, then the upstream closes it: every pooled connection
-    // is dead by the time it is used.
+async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
+    // One request per connection, then the upstream closes it.
     let (auth, seen) = upstream("ok", 1).await;
     let pool = pool(&auth, 8, Duration::from_secs(60));
-    for i in 1..=4 {
+    for _ in 0..4 {
         let res = pool.send(0, get(&auth)).await.unwrap();
         assert_eq!(text(res).await, "ok");
-        // Whether or not hyper noticed the close before the next checkout, the request
-        // is sent exactly once, on a fresh connection.
-        tokio::time::sleep(Duration::from_millis(if i % 2 == 0 { 20 } else { 0 })).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(seen.reqs.load(Ordering::SeqCst), 4);
     assert_eq!(seen.conns.load(Ordering::SeqCst), 4);
+}
+
+/// The close reaches the socket while the runtime is blocked, so the pooled connection still
+/// looks ready at checkout. hyper writes the request before it reads the close, so the
+/// request may have been sent: it fails (a 502 for the client) rather than going out twice,
+/// and the dead connection is not used again.
+#[tokio::test]
+async fn a_request_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let auth = Authority::try_from(l.local_addr().unwrap().to_string()).unwrap();
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    // On its own thread: it runs while the test's runtime is blocked.
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            counts.conns.fetch_add(1, Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            counts.reqs.fetch_add(1, Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            // Close a moment later: after the response was read and the connection pooled.
+            std::thread::sleep(Duration::from_millis(50));
+            drop(s);
+        }
+    });
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
+    assert_eq!(idle_count(&pool), 1);
+    // Blocks the runtime: hyper's connection task cannot see the close before the checkout.
+    std::thread::sleep(Duration::from_millis(200));
+    let Err(e) = pool.send(0, get(&auth)).await else {
+        panic!("a request on a closed connection succeeded");
+    };
+    assert!(matches!(e, UpstreamError::Request(_)), "{e}");
+    assert_eq!(idle_count(&pool), 0);
+    assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.reqs.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
