@@ -69,6 +69,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    // Installed before the listeners are announced: a SIGTERM sent as soon as the harness
+    // sees the announcement must find the handler, not the default action (kill).
+    let signals = ShutdownSignals::install();
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(admin) = admin {
         tokio::spawn(admin::serve(admin, shared.clone(), stop_rx.clone()));
@@ -79,7 +82,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(%proxy_addr, admin_addr = ?admin_addr, "residency-proxy started");
 
     let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
-    wait_for_shutdown(shared.clone()).await;
+    signals.wait(&shared).await;
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     tracing::info!(
@@ -195,29 +198,54 @@ async fn accept_loop(
     graceful
 }
 
+/// The signals that stop (TERM, INT) or reload (HUP) the server.
 #[cfg(unix)]
-async fn wait_for_shutdown(shared: Arc<Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => reload(&shared, "sighup"),
+struct ShutdownSignals(Option<[tokio::signal::unix::Signal; 3]>);
+
+#[cfg(unix)]
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Self(Some([term, int, hup])),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                Self(None)
+            }
+        }
+    }
+
+    /// Returns on TERM or INT; reloads the config on each HUP.
+    async fn wait(self, shared: &Shared) {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => reload(shared, "sighup"),
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_shutdown(_shared: Arc<Shared>) {
-    let _ = tokio::signal::ctrl_c().await;
+struct ShutdownSignals;
+
+#[cfg(not(unix))]
+impl ShutdownSignals {
+    fn install() -> Self {
+        Self
+    }
+
+    async fn wait(self, _shared: &Shared) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Loads, validates and swaps the whole snapshot. An invalid config is refused, logged and
