@@ -26,8 +26,6 @@ pub enum ProxyBody {
     Incoming(Incoming),
     /// An upstream HTTP/1.1 response, which gives its connection back to the pool at its end.
     Pooled(crate::pool::PooledBody),
-    /// An upstream HTTP/1.1 response still arriving on our own client's connection.
-    Upstream(crate::pool::h1::H1Body),
     /// An upload watched as a possible batch input (see `crate::batch`).
     Batch(Box<crate::batch::BatchGuard<Incoming>>),
 }
@@ -71,7 +69,6 @@ impl Body for ProxyBody {
             },
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Batch(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
@@ -83,7 +80,6 @@ impl Body for ProxyBody {
             ProxyBody::Chunks { remaining, chunks } => *remaining == 0 && chunks.len() == 0,
             ProxyBody::Incoming(b) => b.is_end_stream(),
             ProxyBody::Pooled(b) => b.is_end_stream(),
-            ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Batch(_) => false,
         }
     }
@@ -95,7 +91,6 @@ impl Body for ProxyBody {
             ProxyBody::Chunks { remaining, .. } => SizeHint::with_exact(*remaining),
             ProxyBody::Incoming(b) => b.size_hint(),
             ProxyBody::Pooled(b) => b.size_hint(),
-            ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Batch(b) => b.size_hint(),
         }
     }

@@ -490,11 +490,9 @@ fn batch_refusal(out: &mut Outcome<'_>, r: batch::Refusal) -> Option<Response<Pr
 fn upstream_error(e: &crate::pool::UpstreamError) -> ProxyError {
     match e {
         crate::pool::UpstreamError::Connect(_) => ProxyError::UpstreamUnavailable("connection failed".into()),
-        crate::pool::UpstreamError::Request(_) | crate::pool::UpstreamError::Exchange(_) => {
-            ProxyError::UpstreamUnavailable(
-                "the upstream closed the connection or answered invalid HTTP".into(),
-            )
-        }
+        crate::pool::UpstreamError::Request(_) => ProxyError::UpstreamUnavailable(
+            "the upstream closed the connection or answered invalid HTTP".into(),
+        ),
     }
 }
 

@@ -1,6 +1,5 @@
-//! The upstream connection pool: per upstream origin, stacks of idle HTTP/1.1 connections or
-//! one shared HTTP/2 connection. Requests whose body is in memory go through our own HTTP/1.1
-//! client ([`h1`]); streaming uploads, upgrades and HTTP/2 through hyper's `client::conn`.
+//! The upstream connection pool: per upstream origin, a stack of idle HTTP/1.1 connections or
+//! one shared HTTP/2 connection, driven through hyper's `client::conn` directly.
 //!
 //! Why not hyper-util's pooled client: per request it hashes the pool key twice (checkout and
 //! put-back), boxes a lazy connect future, rewrites the URI, and spawns a task to return the
@@ -19,7 +18,6 @@
 
 use crate::body::{BoxError, ProxyBody};
 use crate::client::Https;
-use h1::H1Conn;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -40,8 +38,6 @@ pub enum UpstreamError {
     Connect(BoxError),
     /// The connection failed while sending or before a response head arrived.
     Request(hyper::Error),
-    /// The same, on our own HTTP/1.1 client.
-    Exchange(h1::H1Error),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -49,7 +45,6 @@ impl std::fmt::Display for UpstreamError {
         match self {
             UpstreamError::Connect(e) => write!(f, "connect: {e}"),
             UpstreamError::Request(e) => write!(f, "request: {e}"),
-            UpstreamError::Exchange(e) => write!(f, "request: {e}"),
         }
     }
 }
@@ -82,14 +77,11 @@ struct Idle {
     /// Most recently used last: checkout takes from the back, so the least used age out at
     /// the front.
     h1: VecDeque<(http1::SendRequest<ProxyBody>, Instant)>,
-    /// The same for our own client's connections.
-    raw: VecDeque<(H1Conn, Instant)>,
     /// An HTTP/2 connection carries every request at once; with when it was last used.
     h2: Option<(http2::SendRequest<ProxyBody>, Instant)>,
 }
 
 enum Conn {
-    Raw(H1Conn),
     H1(http1::SendRequest<ProxyBody>),
     H2(http2::SendRequest<ProxyBody>),
 }
@@ -147,28 +139,25 @@ impl UpstreamPool {
         let Some(origin) = self.origin_of.get(upstream).and_then(|&i| self.origins.get(i)) else {
             return Err(UpstreamError::Connect("no such upstream".into()));
         };
-        let ours = h1::eligible(&req);
         // Each pooled connection that turns out closed hands the request back unsent; then
         // the next one is tried, and finally a new one.
-        while let Some(conn) = origin.checkout(ours) {
+        while let Some(conn) = origin.checkout() {
             match origin.send_on(conn, req).await {
                 Ok(res) => return Ok(res),
                 Err((Some(unsent), _)) => req = unsent,
-                Err((None, e)) => return Err(e),
+                Err((None, e)) => return Err(UpstreamError::Request(e)),
             }
         }
         // Boxed: connecting (TCP, TLS, a CONNECT tunnel) is a large future that the common
         // path, a pooled connection, would otherwise carry and copy on every request.
-        let conn = Box::pin(self.connect(origin, ours)).await?;
+        let conn = Box::pin(self.connect(origin)).await?;
         match origin.send_on(conn, req).await {
             Ok(res) => Ok(res),
-            Err((_, e)) => Err(e),
+            Err((_, e)) => Err(UpstreamError::Request(e)),
         }
     }
 
-    /// A new connection: HTTP/2 when ALPN chose it, else HTTP/1.1 on our client (`ours`) or
-    /// on hyper's.
-    async fn connect(&self, origin: &Arc<Origin>, ours: bool) -> Result<Conn, UpstreamError> {
+    async fn connect(&self, origin: &Arc<Origin>) -> Result<Conn, UpstreamError> {
         use tower::ServiceExt;
         origin.start_reaper();
         let io = self
@@ -192,8 +181,6 @@ impl UpstreamPool {
                 idle.h2 = Some((tx.clone(), Instant::now()));
             }
             Ok(Conn::H2(tx))
-        } else if ours {
-            Ok(Conn::Raw(H1Conn::new(hyper_util::rt::TokioIo::new(io))))
         } else {
             let (tx, conn) = http1::Builder::new()
                 .handshake(io)
@@ -212,8 +199,8 @@ impl UpstreamPool {
 
 impl Origin {
     /// A connection to send on: the shared HTTP/2 one, or the most recently used idle
-    /// HTTP/1.1 one (ours, or hyper's) that is still open and not past the idle timeout.
-    fn checkout(&self, ours: bool) -> Option<Conn> {
+    /// HTTP/1.1 one that is still open and not past the idle timeout.
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.state.lock().ok()?;
         let now = Instant::now();
         if let Some((h2, used)) = &mut idle.h2 {
@@ -222,14 +209,6 @@ impl Origin {
                 return Some(Conn::H2(h2.clone()));
             }
             idle.h2 = None;
-        }
-        if ours {
-            while let Some((mut conn, since)) = idle.raw.pop_back() {
-                if now.duration_since(since) < self.idle_timeout && conn.is_open() {
-                    return Some(Conn::Raw(conn));
-                }
-            }
-            return None;
         }
         while let Some((tx, since)) = idle.h1.pop_back() {
             if tx.is_ready() && now.duration_since(since) < self.idle_timeout {
@@ -256,23 +235,6 @@ impl Origin {
         idle.h1.push_back((tx, now));
     }
 
-    /// Puts an idle connection of our own client back, under the same rules as
-    /// [`Origin::checkin`].
-    pub(crate) fn checkin_raw(&self, conn: H1Conn) {
-        let Ok(mut idle) = self.state.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        self.expire(&mut idle, now);
-        if self.max_idle == 0 {
-            return;
-        }
-        if idle.raw.len() >= self.max_idle {
-            idle.raw.pop_front();
-        }
-        idle.raw.push_back((conn, now));
-    }
-
     /// Drops the connections idle for longer than the timeout: they are at the front. Dropping
     /// the last sender of an idle HTTP/1.1 connection makes hyper close it.
     fn expire(&self, idle: &mut Idle, now: Instant) {
@@ -291,13 +253,6 @@ impl Origin {
             .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
         {
             idle.h1.pop_front();
-        }
-        while idle
-            .raw
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
-        {
-            idle.raw.pop_front();
         }
     }
 
@@ -328,19 +283,15 @@ impl Origin {
         self: &Arc<Self>,
         conn: Conn,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, (Option<Request<ProxyBody>>, UpstreamError)> {
+    ) -> Result<Response<ProxyBody>, (Option<Request<ProxyBody>>, hyper::Error)> {
         match conn {
-            Conn::Raw(conn) => conn
-                .send(req, self)
-                .await
-                .map_err(|e| (None, UpstreamError::Exchange(e))),
             Conn::H1(mut tx) => match tx.try_send_request(req).await {
                 // After a 101 the connection belongs to the upgrade, not to the pool.
                 Ok(res) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                     Ok(res.map(ProxyBody::Incoming))
                 }
                 Ok(res) => Ok(res.map(|body| PooledBody::start(body, self, tx))),
-                Err(mut e) => Err((e.take_message(), UpstreamError::Request(e.into_error()))),
+                Err(mut e) => Err((e.take_message(), e.into_error())),
             },
             Conn::H2(mut tx) => {
                 // HTTP/2 carries the scheme and authority as pseudo-headers: absolute form.
@@ -358,7 +309,7 @@ impl Origin {
                 }
                 match tx.try_send_request(req).await {
                     Ok(res) => Ok(res.map(ProxyBody::Incoming)),
-                    Err(mut e) => Err((e.take_message(), UpstreamError::Request(e.into_error()))),
+                    Err(mut e) => Err((e.take_message(), e.into_error())),
                 }
             }
         }
@@ -436,7 +387,5 @@ impl Body for PooledBody {
     }
 }
 
-pub mod chunked;
-pub mod h1;
 #[cfg(test)]
 mod tests;
