@@ -8,9 +8,10 @@
 //! response body, the moment the body ends.
 //!
 //! What the pool guarantees:
-//! - a request is retried on another connection only when hyper hands it back unsent (the
-//!   pooled connection had closed), so nothing is ever sent twice. A connection whose close
-//!   arrives just as it is reused fails that one request (502): hyper may have written it;
+//! - a request is retried on another connection when hyper hands it back unsent (the pooled
+//!   connection had closed). A connection whose close arrives just as it is reused may have
+//!   had the request written: a GET, HEAD or OPTIONS without a body is then sent again on
+//!   another connection; anything else fails that one request (502), never sent twice;
 //! - a connection whose response body was not read to its end is never reused (dropping the
 //!   body drops the sender, and hyper closes the connection);
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
@@ -141,11 +142,22 @@ impl UpstreamPool {
         };
         // Each pooled connection that turns out closed hands the request back unsent; then
         // the next one is tried, and finally a new one.
+        let mut replayed = false;
         while let Some(conn) = origin.checkout() {
+            // Once at most: the shared h2 connection stays checked out until it reports closed.
+            let replay = if replayed { None } else { replayable(&req) };
             match origin.send_on(conn, req).await {
                 Ok(res) => return Ok(res),
                 Err((Some(unsent), _)) => req = unsent,
-                Err((None, e)) => return Err(UpstreamError::Request(e)),
+                // A safe request without a body may go out again when the reused connection
+                // turns out closed under it (RFC 9110 §9.2.2): sending it twice changes nothing.
+                Err((None, e)) => match replay {
+                    Some(again) if closed_under_us(&e) => {
+                        replayed = true;
+                        req = again;
+                    }
+                    _ => return Err(UpstreamError::Request(e)),
+                },
             }
         }
         // Boxed: connecting (TCP, TLS, a CONNECT tunnel) is a large future that the common
@@ -195,6 +207,38 @@ impl UpstreamPool {
             Ok(Conn::H1(tx))
         }
     }
+}
+
+/// A copy of `req` to send again if its connection fails, for safe methods without a body.
+fn replayable(req: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+    let safe = matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    if !safe || !matches!(req.body(), ProxyBody::Empty) {
+        return None;
+    }
+    let mut copy = Request::new(ProxyBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether a request failed because its (reused) connection was closed or reset, rather than
+/// because of what the upstream answered.
+fn closed_under_us(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_incomplete_message()
+        || e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
 }
 
 impl Origin {

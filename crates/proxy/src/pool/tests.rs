@@ -117,18 +117,14 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
     assert_eq!(seen.conns.load(Ordering::SeqCst), 4);
 }
 
-/// The close reaches the socket while the runtime is blocked, so the pooled connection still
-/// looks ready at checkout. hyper writes the request before it reads the close, so the
-/// request may have been sent: it fails (a 502 for the client) rather than going out twice,
-/// and the dead connection is not used again.
-#[tokio::test]
-async fn a_request_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried() {
+/// An upstream on its own thread (it runs while the test's runtime is blocked) that answers
+/// each connection's first request with `ok` and closes the connection 50 ms later.
+fn closing_upstream() -> (Authority, Arc<Seen>) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let auth = Authority::try_from(l.local_addr().unwrap().to_string()).unwrap();
     let seen = Arc::new(Seen::default());
     let counts = seen.clone();
-    // On its own thread: it runs while the test's runtime is blocked.
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
@@ -148,17 +144,49 @@ async fn a_request_on_a_connection_closed_unnoticed_fails_once_and_is_not_retrie
             drop(s);
         }
     });
+    (auth, seen)
+}
+
+fn post_without_body(authority: &Authority) -> Request<ProxyBody> {
+    Request::post("/v1/models")
+        .header(http::header::HOST, authority.as_str())
+        .body(ProxyBody::Empty)
+        .unwrap()
+}
+
+/// The close reaches the socket while the runtime is blocked, so the pooled connection still
+/// looks ready at checkout. hyper writes the request before it reads the close, so the
+/// request may have been sent: a POST fails (a 502 for the client) rather than going out
+/// twice, and the dead connection is not used again.
+#[tokio::test]
+async fn a_post_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried() {
+    let (auth, seen) = closing_upstream();
     let pool = pool(&auth, 8, Duration::from_secs(60));
     assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
     assert_eq!(idle_count(&pool), 1);
     // Blocks the runtime: hyper's connection task cannot see the close before the checkout.
     std::thread::sleep(Duration::from_millis(200));
-    let Err(e) = pool.send(0, get(&auth)).await else {
+    let Err(e) = pool.send(0, post_without_body(&auth)).await else {
         panic!("a request on a closed connection succeeded");
     };
     assert!(matches!(e, UpstreamError::Request(_)), "{e}");
     assert_eq!(idle_count(&pool), 0);
     assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
+    assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.reqs.load(Ordering::SeqCst), 2);
+}
+
+/// The same race with a GET: sending it again changes nothing, so it goes out again on a
+/// new connection and the client gets its answer.
+#[tokio::test]
+async fn a_get_on_a_connection_closed_unnoticed_is_sent_again_on_a_new_one() {
+    let (auth, seen) = closing_upstream();
+    let pool = pool(&auth, 8, Duration::from_secs(60));
+    assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
+    assert_eq!(idle_count(&pool), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let res = pool.send(0, get(&auth)).await.expect("the GET is sent again");
+    assert_eq!(text(res).await, "ok");
     assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
     assert_eq!(seen.reqs.load(Ordering::SeqCst), 2);
 }
