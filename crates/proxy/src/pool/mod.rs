@@ -14,6 +14,8 @@
 //!   another connection; anything else fails that one request (502), never sent twice;
 //! - a connection whose response body was not read to its end is never reused (dropping the
 //!   body drops the sender, and hyper closes the connection);
+//! - on a cold start, concurrent requests to an `https` origin wait for one connect: if ALPN
+//!   gives h2 they share it; if HTTP/1.1 or a failure, each then connects on its own;
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
 //!   `timeouts.idle_secs` (a background task closes expired ones).
 
@@ -71,6 +73,12 @@ pub struct Origin {
     /// Whether the task that closes expired idle connections runs (started on first connect,
     /// which is always inside the runtime).
     reaper: std::sync::atomic::AtomicBool,
+    /// Held by the request that is connecting while the origin may still speak h2, so that
+    /// requests arriving meanwhile wait for its connection instead of opening their own.
+    connecting: tokio::sync::Mutex<()>,
+    /// An `https` origin that answered ALPN with HTTP/1.1: connects need not wait for each
+    /// other any more.
+    speaks_h1: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -121,6 +129,8 @@ impl UpstreamPool {
                 idle_timeout,
                 state: Mutex::new(Idle::default()),
                 reaper: std::sync::atomic::AtomicBool::new(false),
+                connecting: tokio::sync::Mutex::new(()),
+                speaks_h1: std::sync::atomic::AtomicBool::new(false),
             }));
         }
         Ok(UpstreamPool {
@@ -160,9 +170,31 @@ impl UpstreamPool {
                 },
             }
         }
+        // On a cold start, concurrent requests to an origin that may speak h2 would each open
+        // a connection of which the pool keeps one. Instead, one connects and the others wait
+        // for it, then share its h2 connection (or open their own if it was HTTP/1.1 or
+        // failed: a failure is waited for once, never in a chain).
+        let mut gate = None;
+        if origin.may_speak_h2() {
+            match origin.connecting.try_lock() {
+                Ok(g) => gate = Some(g),
+                Err(_) => {
+                    drop(origin.connecting.lock().await);
+                    if let Some(conn) = origin.checkout() {
+                        match origin.send_on(conn, req).await {
+                            Ok(res) => return Ok(res),
+                            Err((Some(unsent), _)) => req = unsent,
+                            Err((None, e)) => return Err(UpstreamError::Request(e)),
+                        }
+                    }
+                }
+            }
+        }
         // Boxed: connecting (TCP, TLS, a CONNECT tunnel) is a large future that the common
         // path, a pooled connection, would otherwise carry and copy on every request.
-        let conn = Box::pin(self.connect(origin)).await?;
+        let conn = Box::pin(self.connect(origin)).await;
+        drop(gate);
+        let conn = conn?;
         match origin.send_on(conn, req).await {
             Ok(res) => Ok(res),
             Err((_, e)) => Err(UpstreamError::Request(e)),
@@ -194,6 +226,7 @@ impl UpstreamPool {
             }
             Ok(Conn::H2(tx))
         } else {
+            origin.speaks_h1.store(true, std::sync::atomic::Ordering::Relaxed);
             let (tx, conn) = http1::Builder::new()
                 .handshake(io)
                 .await
@@ -242,6 +275,11 @@ fn closed_under_us(e: &hyper::Error) -> bool {
 }
 
 impl Origin {
+    /// Whether a new connection may turn out to be HTTP/2 (ALPN, so only over TLS).
+    fn may_speak_h2(&self) -> bool {
+        self.scheme == Scheme::HTTPS && !self.speaks_h1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A connection to send on: the shared HTTP/2 one, or the most recently used idle
     /// HTTP/1.1 one that is still open and not past the idle timeout.
     fn checkout(&self) -> Option<Conn> {

@@ -393,6 +393,75 @@ async fn an_upstream_offering_only_http1_over_tls_gets_pooled_http1() {
     assert_eq!(conns, 3, "{seen:?}");
 }
 
+/// Four requests at once on a cold pool: how many succeeded, and how many connections the
+/// upstream saw.
+async fn cold_burst(alpn: &[&[u8]]) -> (usize, usize) {
+    let (config_text, counts) = tls_upstream(alpn, 60.0).await;
+    let config = crate::config::Config::from_toml(&config_text, None).unwrap();
+    let pool = crate::client::build(&config).unwrap();
+    let host = config.upstreams[0].host_header.clone();
+    let pool = &pool;
+    let ok = futures_util::future::join_all((0..4).map(|_| {
+        let req = Request::get("/v1/models")
+            .header(http::header::HOST, host.clone())
+            .body(ProxyBody::Empty)
+            .unwrap();
+        async move { pool.send(0, req).await.is_ok() }
+    }))
+    .await;
+    (
+        ok.iter().filter(|&&ok| ok).count(),
+        counts.conns.load(Ordering::SeqCst),
+    )
+}
+
+#[tokio::test]
+async fn a_burst_on_a_cold_pool_shares_one_h2_connection() {
+    assert_eq!(cold_burst(&[b"h2", b"http/1.1"]).await, (4, 1));
+}
+
+#[tokio::test]
+async fn a_burst_on_a_cold_pool_to_an_http1_upstream_opens_a_connection_each() {
+    // The first connect is waited for; once it is HTTP/1.1, the others open their own.
+    assert_eq!(cold_burst(&[b"http/1.1"]).await, (4, 4));
+}
+
+/// An upstream whose TLS handshakes fail after 400 ms: the requests that waited for the first
+/// connect then connect side by side, not one after another (that would take 1.6 s).
+#[tokio::test]
+async fn a_burst_on_a_cold_pool_waits_for_a_failing_connect_once_not_in_a_chain() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                drop(s);
+            });
+        }
+    });
+    let text = format!(
+        "[upstream]\nbase_urls = {{ eu = \"https://127.0.0.1:{port}\" }}\n\
+         [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n"
+    );
+    let config = crate::config::Config::from_toml(&text, None).unwrap();
+    let pool = crate::client::build(&config).unwrap();
+    let pool = &pool;
+    let started = Instant::now();
+    let all = futures_util::future::join_all((0..4).map(|_| async move {
+        let req = Request::get("/v1/models")
+            .header(http::header::HOST, format!("127.0.0.1:{port}"))
+            .body(ProxyBody::Empty)
+            .unwrap();
+        pool.send(0, req).await
+    }))
+    .await;
+    assert!(all.iter().all(|r| matches!(r, Err(UpstreamError::Connect(_)))));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+}
+
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
     let (config_text, seen) = tls_upstream(&[b"h2"], 0.2).await;
