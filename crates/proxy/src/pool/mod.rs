@@ -150,46 +150,45 @@ impl UpstreamPool {
         let Some(origin) = self.origin_of.get(upstream).and_then(|&i| self.origins.get(i)) else {
             return Err(UpstreamError::Connect("no such upstream".into()));
         };
-        // Each pooled connection that turns out closed hands the request back unsent; then
-        // the next one is tried, and finally a new one.
         let mut replayed = false;
-        while let Some(conn) = origin.checkout() {
-            // Once at most: the shared h2 connection stays checked out until it reports closed.
-            let replay = if replayed { None } else { replayable(&req) };
-            match origin.send_on(conn, req).await {
-                Ok(res) => return Ok(res),
-                Err((Some(unsent), _)) => req = unsent,
-                // A safe request without a body may go out again when the reused connection
-                // turns out closed under it (RFC 9110 §9.2.2): sending it twice changes nothing.
-                Err((None, e)) => match replay {
-                    Some(again) if closed_under_us(&e) => {
-                        replayed = true;
-                        req = again;
-                    }
-                    _ => return Err(UpstreamError::Request(e)),
-                },
-            }
-        }
-        // On a cold start, concurrent requests to an origin that may speak h2 would each open
-        // a connection of which the pool keeps one. Instead, one connects and the others wait
-        // for it, then share its h2 connection (or open their own if it was HTTP/1.1 or
-        // failed: a failure is waited for once, never in a chain).
-        let mut gate = None;
-        if origin.may_speak_h2() {
-            match origin.connecting.try_lock() {
-                Ok(g) => gate = Some(g),
-                Err(_) => {
-                    drop(origin.connecting.lock().await);
-                    if let Some(conn) = origin.checkout() {
-                        match origin.send_on(conn, req).await {
-                            Ok(res) => return Ok(res),
-                            Err((Some(unsent), _)) => req = unsent,
-                            Err((None, e)) => return Err(UpstreamError::Request(e)),
+        let mut waited = false;
+        let gate = loop {
+            // Each pooled connection that turns out closed hands the request back unsent;
+            // then the next one is tried, and finally a new one.
+            while let Some(conn) = origin.checkout() {
+                // Once at most: the shared h2 connection stays checked out until it reports
+                // closed.
+                let replay = if replayed { None } else { replayable(&req) };
+                match origin.send_on(conn, req).await {
+                    Ok(res) => return Ok(res),
+                    Err((Some(unsent), _)) => req = unsent,
+                    // A safe request without a body may go out again when the reused
+                    // connection turns out closed under it (RFC 9110 §9.2.2): sending it
+                    // twice changes nothing.
+                    Err((None, e)) => match replay {
+                        Some(again) if closed_under_us(&e) => {
+                            replayed = true;
+                            req = again;
                         }
-                    }
+                        _ => return Err(UpstreamError::Request(e)),
+                    },
                 }
             }
-        }
+            // On a cold start, concurrent requests to an origin that may speak h2 would each
+            // open a connection of which the pool keeps one. Instead, one connects and the
+            // others wait for it, then look again for a connection to share. Each waits once:
+            // after an HTTP/1.1 answer or a failure they connect side by side, not in a chain.
+            if waited || !origin.may_speak_h2() {
+                break None;
+            }
+            match origin.connecting.try_lock() {
+                Ok(g) => break Some(g),
+                Err(_) => {
+                    drop(origin.connecting.lock().await);
+                    waited = true;
+                }
+            }
+        };
         // Boxed: connecting (TCP, TLS, a CONNECT tunnel) is a large future that the common
         // path, a pooled connection, would otherwise carry and copy on every request.
         let conn = Box::pin(self.connect(origin)).await;

@@ -154,18 +154,24 @@ fn post_without_body(authority: &Authority) -> Request<ProxyBody> {
         .unwrap()
 }
 
-/// The close reaches the socket while the runtime is blocked, so the pooled connection still
-/// looks ready at checkout. hyper writes the request before it reads the close, so the
-/// request may have been sent: a POST fails (a 502 for the client) rather than going out
-/// twice, and the dead connection is not used again.
-#[tokio::test]
-async fn a_post_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried() {
+/// A pool holding one idle connection to [`closing_upstream`] that the upstream has closed
+/// while the runtime was blocked, so hyper's connection task has not seen the close and the
+/// connection still looks ready at checkout.
+async fn pool_with_a_connection_closed_unnoticed() -> (UpstreamPool, Authority, Arc<Seen>) {
     let (auth, seen) = closing_upstream();
     let pool = pool(&auth, 8, Duration::from_secs(60));
     assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
     assert_eq!(idle_count(&pool), 1);
-    // Blocks the runtime: hyper's connection task cannot see the close before the checkout.
     std::thread::sleep(Duration::from_millis(200));
+    (pool, auth, seen)
+}
+
+/// hyper writes the request before it reads the close, so the request may have been sent: a
+/// POST fails (a 502 for the client) rather than going out twice, and the dead connection is
+/// not used again.
+#[tokio::test]
+async fn a_post_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried() {
+    let (pool, auth, seen) = pool_with_a_connection_closed_unnoticed().await;
     let Err(e) = pool.send(0, post_without_body(&auth)).await else {
         panic!("a request on a closed connection succeeded");
     };
@@ -180,11 +186,7 @@ async fn a_post_on_a_connection_closed_unnoticed_fails_once_and_is_not_retried()
 /// new connection and the client gets its answer.
 #[tokio::test]
 async fn a_get_on_a_connection_closed_unnoticed_is_sent_again_on_a_new_one() {
-    let (auth, seen) = closing_upstream();
-    let pool = pool(&auth, 8, Duration::from_secs(60));
-    assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
-    assert_eq!(idle_count(&pool), 1);
-    std::thread::sleep(Duration::from_millis(200));
+    let (pool, auth, seen) = pool_with_a_connection_closed_unnoticed().await;
     let res = pool.send(0, get(&auth)).await.expect("the GET is sent again");
     assert_eq!(text(res).await, "ok");
     assert_eq!(seen.conns.load(Ordering::SeqCst), 2);
@@ -393,37 +395,43 @@ async fn an_upstream_offering_only_http1_over_tls_gets_pooled_http1() {
     assert_eq!(conns, 3, "{seen:?}");
 }
 
-/// Four requests at once on a cold pool: how many succeeded, and how many connections the
-/// upstream saw.
-async fn cold_burst(alpn: &[&[u8]]) -> (usize, usize) {
-    let (config_text, counts) = tls_upstream(alpn, 60.0).await;
-    let config = crate::config::Config::from_toml(&config_text, None).unwrap();
+/// Four GETs at once on a cold pool for the config's first upstream.
+async fn cold_burst(config_text: &str) -> Vec<Result<Response<ProxyBody>, UpstreamError>> {
+    let config = crate::config::Config::from_toml(config_text, None).unwrap();
     let pool = crate::client::build(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
     let pool = &pool;
-    let ok = futures_util::future::join_all((0..4).map(|_| {
+    futures_util::future::join_all((0..4).map(|_| {
         let req = Request::get("/v1/models")
             .header(http::header::HOST, host.clone())
             .body(ProxyBody::Empty)
             .unwrap();
-        async move { pool.send(0, req).await.is_ok() }
+        async move { pool.send(0, req).await }
     }))
-    .await;
-    (
-        ok.iter().filter(|&&ok| ok).count(),
-        counts.conns.load(Ordering::SeqCst),
-    )
+    .await
+}
+
+/// How many of a cold burst to a TLS upstream offering `alpn` succeeded, and how many
+/// connections the upstream saw.
+async fn cold_burst_over_tls(alpn: &[&[u8]]) -> (usize, usize) {
+    let (config_text, counts) = tls_upstream(alpn, 60.0).await;
+    let ok = cold_burst(&config_text)
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    (ok, counts.conns.load(Ordering::SeqCst))
 }
 
 #[tokio::test]
 async fn a_burst_on_a_cold_pool_shares_one_h2_connection() {
-    assert_eq!(cold_burst(&[b"h2", b"http/1.1"]).await, (4, 1));
+    assert_eq!(cold_burst_over_tls(&[b"h2", b"http/1.1"]).await, (4, 1));
 }
 
 #[tokio::test]
 async fn a_burst_on_a_cold_pool_to_an_http1_upstream_opens_a_connection_each() {
     // The first connect is waited for; once it is HTTP/1.1, the others open their own.
-    assert_eq!(cold_burst(&[b"http/1.1"]).await, (4, 4));
+    assert_eq!(cold_burst_over_tls(&[b"http/1.1"]).await, (4, 4));
 }
 
 /// An upstream whose TLS handshakes fail after 400 ms: the requests that waited for the first
@@ -445,18 +453,8 @@ async fn a_burst_on_a_cold_pool_waits_for_a_failing_connect_once_not_in_a_chain(
         "[upstream]\nbase_urls = {{ eu = \"https://127.0.0.1:{port}\" }}\n\
          [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n"
     );
-    let config = crate::config::Config::from_toml(&text, None).unwrap();
-    let pool = crate::client::build(&config).unwrap();
-    let pool = &pool;
     let started = Instant::now();
-    let all = futures_util::future::join_all((0..4).map(|_| async move {
-        let req = Request::get("/v1/models")
-            .header(http::header::HOST, format!("127.0.0.1:{port}"))
-            .body(ProxyBody::Empty)
-            .unwrap();
-        pool.send(0, req).await
-    }))
-    .await;
+    let all = cold_burst(&text).await;
     assert!(all.iter().all(|r| matches!(r, Err(UpstreamError::Connect(_)))));
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1300), "{took:?}");
