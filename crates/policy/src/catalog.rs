@@ -26,6 +26,8 @@ pub struct Region {
     pub requires_mam_or_zdr: bool,
     /// Whether image inputs are approved by default (false: needs enhanced ZDR/MAM approval).
     pub image_inputs_default: bool,
+    /// Ids of the [`Source`]s this row comes from.
+    pub sources: Vec<String>,
 }
 
 /// Where an operation's request content is read from.
@@ -121,6 +123,14 @@ impl Endpoint {
     pub fn model_eligible(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
     }
+
+    /// The source ids of one of the endpoint's models: its own, else the row's.
+    pub fn sources_of_model(&self, model: &str) -> &[String] {
+        self.model_sources
+            .iter()
+            .find(|(m, _)| m == model)
+            .map_or(self.sources.as_slice(), |(_, s)| s.as_slice())
+    }
 }
 
 /// A service of OpenAI's tables (one row of seed 004's tables, e.g. `/v1/chat/completions`).
@@ -142,6 +152,10 @@ pub struct Endpoint {
     pub always_image_input: bool,
     /// Content-free (e.g. `GET /v1/models`): allowed in every region and retention.
     pub content_free: bool,
+    /// Ids of the [`Source`]s this row comes from.
+    pub sources: Vec<String>,
+    /// Models whose sources differ from the row's, with theirs.
+    pub model_sources: Vec<(String, Vec<String>)>,
 }
 
 /// One HTTP operation (method + path template) of an endpoint.
@@ -215,6 +229,8 @@ pub struct Feature {
     pub modalities: Option<Vec<String>>,
     /// false: not covered by a BAA (web search).
     pub hipaa_eligible: bool,
+    /// Ids of the [`Source`]s this row comes from.
+    pub sources: Vec<String>,
 }
 
 /// A catalog document that is not valid, with the place of each problem.

@@ -258,3 +258,69 @@ fn features_are_data() {
         ]
     );
 }
+
+#[test]
+fn every_row_needs_a_known_source() {
+    // Each endpoint row, region and feature of the builtin catalog names a source it cites.
+    let c = Catalog::builtin().unwrap();
+    for e in &c.endpoints {
+        assert!(!e.sources.is_empty(), "{}", e.id);
+        for m in e.models.iter().flatten() {
+            for s in e.sources_of_model(m) {
+                assert!(c.source(s).is_some(), "{} {m}: {s}", e.id);
+            }
+        }
+    }
+    for r in &c.regions {
+        assert!(!r.sources.is_empty(), "{}", r.id);
+    }
+
+    let mut v = doc();
+    let chat = ep_index(&v, "/v1/chat/completions");
+    v["endpoints"][chat]["sources"] = json!([]);
+    v["regions"][2]["sources"] = json!(["nowhere"]);
+    v["features"][0].as_object_mut().unwrap().remove("sources");
+    let p = problems(&v);
+    assert!(
+        p.contains(&format!(
+            "endpoints[{chat}].sources: every row needs at least one source (an id of `sources`)"
+        )),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"regions[2].sources[0]: unknown source \"nowhere\"".to_owned()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(
+            &"features[0].sources: every row needs at least one source (an id of `sources`)".to_owned()
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn model_sources_override_the_row_and_must_name_its_models() {
+    let mut v = doc();
+    let chat = ep_index(&v, "/v1/chat/completions");
+    v["endpoints"][chat]["model_sources"] = json!({"gpt-4.1-2025-04-14": ["seed-001"]});
+    let c = Catalog::from_json(&v.to_string()).unwrap();
+    let e = c.endpoint("/v1/chat/completions").unwrap();
+    assert_eq!(e.sources_of_model("gpt-4.1-2025-04-14"), ["seed-001"]);
+    assert_eq!(e.sources_of_model("gpt-4o-2024-08-06"), ["seed-004"]);
+
+    v["endpoints"][chat]["model_sources"] = json!({"gpt-9": ["seed-001"], "gpt-4o-2024-08-06": []});
+    let p = problems(&v);
+    assert!(
+        p.contains(&format!(
+            "endpoints[{chat}].model_sources.gpt-9: \"gpt-9\" is not one of the endpoint's models"
+        )),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&format!(
+            "endpoints[{chat}].model_sources.gpt-4o-2024-08-06: every row needs at least one source (an id of `sources`)"
+        )),
+        "{p:?}"
+    );
+}

@@ -115,6 +115,9 @@ pub struct RawFeature {
     /// false: not covered by a BAA (a `hipaa = true` project refuses it).
     #[serde(default = "yes")]
     pub hipaa_eligible: bool,
+    /// Ids of the sources this row comes from.
+    #[serde(default)]
+    pub sources: Vec<String>,
     #[serde(default)]
     pub notes: Vec<String>,
 }
@@ -186,6 +189,13 @@ pub struct RawEndpoint {
     pub always_image_input: bool,
     #[serde(default)]
     pub content_free: bool,
+    /// Ids of the sources this row comes from (required: every row says where it is from).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Per-model sources where a snapshot comes from another source than the row (e.g. a
+    /// model page); a model not listed here comes from the row's `sources`.
+    #[serde(default)]
+    pub model_sources: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub notes: Vec<String>,
     pub operations: Vec<RawOperation>,

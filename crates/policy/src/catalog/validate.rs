@@ -67,6 +67,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// A `sources` list: at least one id, each naming a source of the document. Every row
+    /// says where it comes from, so a reader can check it against the source.
+    fn sources(&mut self, place: &str, list: &[String], known: &HashSet<&str>) {
+        if list.is_empty() {
+            self.problem(place, "every row needs at least one source (an id of `sources`)");
+        }
+        for (j, s) in list.iter().enumerate() {
+            if !known.contains(s.as_str()) {
+                self.problem(format!("{place}[{j}]"), format!("unknown source \"{s}\""));
+            }
+        }
+    }
+
     fn names(&mut self, place: &str, list: &[String]) {
         let mut seen = HashSet::new();
         for (i, m) in list.iter().enumerate() {
@@ -214,11 +227,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
                 "a region without residency cannot have regional storage or processing",
             );
         }
-        for (j, s) in r.sources.iter().enumerate() {
-            if !source_ids.contains(s.as_str()) {
-                cx.problem(format!("{place}.sources[{j}]"), format!("unknown source \"{s}\""));
-            }
-        }
+        cx.sources(&format!("{place}.sources"), &r.sources, &source_ids);
         regions.push(Region {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -227,6 +236,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
             regional_processing: r.regional_processing,
             requires_mam_or_zdr: r.requires_mam_or_zdr,
             image_inputs_default: r.image_inputs_default,
+            sources: r.sources.clone(),
         });
     }
 
@@ -287,6 +297,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
             cx.problem(format!("{place}.id"), format!("duplicate feature \"{}\"", f.id));
         }
         cx.non_empty(&format!("{place}.name"), &f.name);
+        cx.sources(&format!("{place}.sources"), &f.sources, &source_ids);
         let regions = cx.regions(&format!("{place}.regions"), &f.regions);
         if let Some(m) = &f.modalities {
             cx.names(&format!("{place}.modalities"), m);
@@ -298,6 +309,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
             condition: f.condition.clone(),
             modalities: f.modalities.clone(),
             hipaa_eligible: f.hipaa_eligible,
+            sources: f.sources.clone(),
         });
     }
 
@@ -317,7 +329,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
         } else if !endpoint_ids.insert(e.id.as_str()) {
             cx.problem(format!("{place}.id"), format!("duplicate endpoint \"{}\"", e.id));
         }
-        let endpoint = endpoint_of(&mut cx, &place, e);
+        let endpoint = endpoint_of(&mut cx, &place, e, &source_ids);
         if e.operations.is_empty() {
             cx.problem(
                 format!("{place}.operations"),
@@ -367,8 +379,20 @@ fn erase_params(t: &str) -> String {
         .join("/")
 }
 
-fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint) -> Endpoint {
+fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &HashSet<&str>) -> Endpoint {
     let regions = cx.regions(&format!("{place}.regions"), &e.regions);
+    cx.sources(&format!("{place}.sources"), &e.sources, source_ids);
+    for (model, ids) in &e.model_sources {
+        let mplace = format!("{place}.model_sources.{model}");
+        let listed = e.models.iter().flatten().chain(e.zdr_models.iter().flatten());
+        if !listed.into_iter().any(|m| m == model) {
+            cx.problem(
+                &mplace,
+                format!("\"{model}\" is not one of the endpoint's models"),
+            );
+        }
+        cx.sources(&mplace, ids, source_ids);
+    }
     if let Some(m) = &e.models {
         cx.names(&format!("{place}.models"), m);
     }
@@ -420,6 +444,12 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint) -> Endpoint {
             .collect(),
         always_image_input: e.always_image_input,
         content_free: e.content_free,
+        sources: e.sources.clone(),
+        model_sources: e
+            .model_sources
+            .iter()
+            .map(|(m, s)| (m.clone(), s.clone()))
+            .collect(),
     }
 }
 
