@@ -1391,3 +1391,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod word_scan_tests;
