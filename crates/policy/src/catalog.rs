@@ -251,6 +251,18 @@ impl std::error::Error for CatalogError {}
 /// The catalog document embedded in the binary.
 pub const BUILTIN_JSON: &str = include_str!("../../../config/catalog.json");
 
+/// The catalog editions embedded in the binary, by name (`[catalog] edition = "..."`). The
+/// first is the default.
+pub const EDITIONS: &[(&str, &str)] = &[("seed-004", BUILTIN_JSON)];
+
+/// The embedded edition with this name, validated.
+pub fn edition(name: &str) -> Option<Result<Catalog, CatalogError>> {
+    EDITIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, json)| Catalog::from_json(json))
+}
+
 impl Catalog {
     /// The embedded default catalog.
     pub fn builtin() -> Result<Catalog, CatalogError> {

@@ -5,6 +5,7 @@
 //! - [`classify`]: method + path → the catalog operation (fail closed on anything else).
 //! - [`project`]: the policy side of a configured project, and project selection.
 //! - [`decide`]: one request's facts → allow / rewrite / deny, with rule ids.
+//! - [`eligibility`]: every operation and model through `decide`: what a project may call.
 //!
 //! Nothing here does I/O; the proxy extracts [`Facts`] from a request with the `inspect`
 //! crate according to the operation's [`InspectPlan`], and applies the [`Rewrites`].
@@ -13,6 +14,7 @@
 pub mod catalog;
 pub mod classify;
 pub mod decide;
+pub mod eligibility;
 pub mod facts;
 pub mod project;
 pub mod rule;

@@ -1,4 +1,4 @@
-//! The `residency-proxy` command line: `serve`, `check`, `explain`.
+//! The `residency-proxy` command line: `serve`, `check`, `explain`, `catalog show|diff`, `audit`.
 
 use crate::config::{raw::LogFormat, Config};
 use crate::explain;
@@ -28,6 +28,11 @@ enum Command {
         #[arg(long, env = "RESIDENCY_CONFIG")]
         config: PathBuf,
     },
+    /// What a project may call under a catalog, and what changes between two catalogs.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Work with the decision audit log.
     Audit {
         #[command(subcommand)]
@@ -54,6 +59,44 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Every operation allowed or refused for one project, with the refusing rule, the
+    /// eligible models and the body markers; from the same decision code the proxy runs.
+    Show {
+        /// A config file; with --project.
+        #[arg(long, env = "RESIDENCY_CONFIG", conflicts_with = "catalog")]
+        config: Option<PathBuf>,
+        /// The configured project to show.
+        #[arg(long, requires = "config")]
+        project: Option<String>,
+        /// A catalog JSON file or an embedded edition name; with --region and --retention.
+        #[arg(long)]
+        catalog: Option<String>,
+        /// A region id of the catalog (with --catalog).
+        #[arg(long, requires = "catalog")]
+        region: Option<String>,
+        /// zdr, modified_abuse_monitoring or default (with --catalog).
+        #[arg(long, requires = "catalog")]
+        retention: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Every (operation, model, region) that becomes allowed or refused from OLD to NEW
+    /// (per configured project with --config). Exit 0: no change; 1: changes.
+    Diff {
+        /// The old catalog: a JSON file or an embedded edition name.
+        old: String,
+        /// The new catalog: a JSON file or an embedded edition name.
+        new: String,
+        /// Compare per project of this config instead of per region and retention.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of an audit log: exit 0 if intact, 1 with the first broken line.
     Verify { file: PathBuf },
@@ -65,6 +108,33 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(&config),
+        Command::Catalog {
+            command:
+                CatalogCommand::Show {
+                    config,
+                    project,
+                    catalog,
+                    region,
+                    retention,
+                    format,
+                },
+        } => crate::catalog_cmd::show::run(
+            config.as_deref(),
+            project.as_deref(),
+            catalog.as_deref(),
+            region.as_deref(),
+            retention.as_deref(),
+            &format,
+        ),
+        Command::Catalog {
+            command:
+                CatalogCommand::Diff {
+                    old,
+                    new,
+                    config,
+                    format,
+                },
+        } => crate::catalog_cmd::diff::run(&old, &new, config.as_deref(), &format),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => match crate::audit::verify(&file) {

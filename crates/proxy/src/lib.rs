@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod batch;
 pub mod body;
+pub mod catalog_cmd;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -123,6 +123,20 @@ impl Config {
         }
     }
 
+    /// Loads a config for offline questions about its policy (`catalog show`, `catalog diff`):
+    /// upstream keys are not read, so no production secret is needed.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        let mut raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::one(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        for p in &mut raw.projects {
+            p.upstream_api_key_env = None;
+            p.upstream_api_key_file = None;
+        }
+        validate(raw, Some(path))
+    }
+
     /// Parses and validates `text`; `source` is used for relative paths and messages.
     pub fn from_toml(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {

@@ -1,0 +1,198 @@
+//! What a project may call: every operation of a catalog run through [`decide`] on synthetic
+//! facts, one request per candidate model and per body marker.
+//!
+//! `catalog show`, `catalog diff` and the status page read their answers from here, so they
+//! say exactly what the proxy would decide: nothing re-reads the catalog's lists to guess.
+
+use crate::catalog::{Catalog, FieldRole, MarkerRole, OpId};
+use crate::decide::{decide, Decision};
+use crate::facts::{Facts, FieldValue};
+use crate::project::Project;
+use crate::rule::{Rule, RuleSet};
+
+/// A model name that no catalog lists: when it passes, the operation takes any model (no
+/// residency model check applies, e.g. the `global` region).
+pub const ANY_MODEL: &str = "*";
+
+/// One candidate model and what `decide` says of a request naming it.
+#[derive(Debug, Clone)]
+pub struct ModelOutcome {
+    pub model: String,
+    pub decision: Decision,
+}
+
+/// One body marker (e.g. web search) and what `decide` says of a request carrying it.
+#[derive(Debug, Clone)]
+pub struct MarkerOutcome {
+    /// `image_input` or `web_search`.
+    pub role: &'static str,
+    /// The `key` values that mark it, e.g. `web_search`, `web_search_preview`.
+    pub values: Vec<String>,
+    pub decision: Decision,
+}
+
+impl MarkerOutcome {
+    pub fn allowed(&self) -> bool {
+        !refused(&self.decision)
+    }
+}
+
+/// What a project may do with one operation.
+#[derive(Debug, Clone)]
+pub struct OpEligibility {
+    pub op: OpId,
+    /// A request with nothing in its body (no model, no store, no stateful field).
+    pub base: Decision,
+    /// None: the operation reads no model. Otherwise one outcome per candidate, in order.
+    pub models: Option<Vec<ModelOutcome>>,
+    /// Markers looked for in the body, each tried with the first allowed model.
+    pub markers: Vec<MarkerOutcome>,
+}
+
+fn refused(d: &Decision) -> bool {
+    d.denial.is_some()
+}
+
+impl OpEligibility {
+    /// Whether some request to the operation passes (for a model operation: some model).
+    pub fn allowed(&self) -> bool {
+        match &self.models {
+            None => !refused(&self.base),
+            Some(ms) => ms.iter().any(|m| !refused(&m.decision)),
+        }
+    }
+
+    /// Models a request may name (after aliases); `[ANY_MODEL]` when any model passes.
+    pub fn allowed_models(&self) -> Vec<&str> {
+        let Some(ms) = &self.models else {
+            return Vec::new();
+        };
+        if ms.iter().any(|m| m.model == ANY_MODEL && !refused(&m.decision)) {
+            return vec![ANY_MODEL];
+        }
+        ms.iter()
+            .filter(|m| !refused(&m.decision))
+            .map(|m| m.model.as_str())
+            .collect()
+    }
+
+    /// Whether a request naming `model` passes (None: the operation reads no model).
+    pub fn model_allowed(&self, model: &str) -> Option<bool> {
+        let ms = self.models.as_ref()?;
+        let of = |name: &str| ms.iter().find(|m| m.model == name).map(|m| !refused(&m.decision));
+        Some(of(model).or_else(|| of(ANY_MODEL)).unwrap_or(false))
+    }
+
+    /// The rules that refuse the operation when nothing passes (empty when allowed).
+    pub fn refusing_rules(&self) -> RuleSet {
+        let mut rules = RuleSet::default();
+        if self.allowed() {
+            return rules;
+        }
+        let first = |d: &Decision| d.denial.as_ref().map(|x| x.rule);
+        match &self.models {
+            None => first(&self.base).into_iter().for_each(|r| rules.insert(r)),
+            Some(ms) => ms
+                .iter()
+                .filter_map(|m| first(&m.decision))
+                .for_each(|r| rules.insert(r)),
+        }
+        rules
+    }
+
+    /// The rules of an allowed request that rewrite it (store, alias), from the first allowed
+    /// one.
+    pub fn rewrite_rules(&self) -> RuleSet {
+        let passing = match &self.models {
+            None => Some(&self.base).filter(|d| !refused(d)),
+            Some(ms) => ms.iter().map(|m| &m.decision).find(|d| !refused(d)),
+        };
+        let mut out = RuleSet::default();
+        for r in passing.map(|d| d.rules).unwrap_or_default().iter() {
+            if matches!(r, Rule::Store | Rule::Alias) {
+                out.insert(r);
+            }
+        }
+        out
+    }
+}
+
+/// Every model name the catalogs list (eligible and ZDR lists), the project's alias names, and
+/// [`ANY_MODEL`]; sorted, without duplicates.
+pub fn candidate_models(catalogs: &[&Catalog], project: &Project) -> Vec<String> {
+    let mut out: Vec<String> = catalogs
+        .iter()
+        .flat_map(|c| c.endpoints.iter())
+        .flat_map(|e| e.models.iter().flatten().chain(e.zdr_models.iter().flatten()))
+        .cloned()
+        .chain(project.aliases.keys().cloned())
+        .chain(std::iter::once(ANY_MODEL.to_owned()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Runs `decide` for every operation of `catalog` as `project` would, one request per model of
+/// `candidates` (see [`candidate_models`]).
+pub fn eligibility(catalog: &Catalog, project: &Project, candidates: &[String]) -> Vec<OpEligibility> {
+    (0..catalog.operations.len())
+        .map(|op| of_operation(catalog, project, op, candidates))
+        .collect()
+}
+
+fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[String]) -> OpEligibility {
+    let plan = &catalog.operation(op).plan;
+    let absent = vec![FieldValue::Absent; plan.fields.len()];
+    let no_markers = vec![false; plan.markers.len()];
+    let run = |fields: &[FieldValue<'_>], markers: &[bool]| {
+        decide(catalog, project, op, &Facts { fields, markers })
+    };
+    let base = run(&absent, &no_markers);
+    let model_field = plan.field_with(FieldRole::Model);
+    let models = model_field.map(|mi| {
+        candidates
+            .iter()
+            .map(|m| {
+                let mut fields = absent.clone();
+                fields[mi] = FieldValue::String(m);
+                ModelOutcome {
+                    model: m.clone(),
+                    decision: run(&fields, &no_markers),
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    // Markers are tried on a request that passes otherwise, so the marker's own rule shows.
+    let passing_model = models
+        .as_ref()
+        .and_then(|ms| ms.iter().find(|m| m.model != ANY_MODEL && !refused(&m.decision)))
+        .map(|m| m.model.as_str());
+    let mut fields = absent.clone();
+    if let (Some(mi), Some(m)) = (model_field, passing_model) {
+        fields[mi] = FieldValue::String(m);
+    }
+    let markers = plan
+        .markers
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let mut hit = no_markers.clone();
+            hit[i] = true;
+            MarkerOutcome {
+                role: match spec.role {
+                    MarkerRole::ImageInput => "image_input",
+                    MarkerRole::WebSearch => "web_search",
+                },
+                values: spec.values.clone(),
+                decision: run(&fields, &hit),
+            }
+        })
+        .collect();
+    OpEligibility {
+        op,
+        base,
+        models,
+        markers,
+    }
+}

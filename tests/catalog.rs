@@ -1,0 +1,352 @@
+//! `catalog show` and `catalog diff` as a user runs them: the real binary, real catalog files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{two_project_config, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
+
+fn seed_catalog() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog.json")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RESIDENCY_CONFIG")
+        .output()
+        .expect("run residency-proxy")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn both(o: &Output) -> String {
+    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+}
+
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The seed catalog with `edit` applied to its JSON.
+fn edited_catalog(dir: &TempDir, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(seed_catalog()).unwrap()).unwrap();
+    edit(&mut v);
+    write(dir, name, &v.to_string())
+}
+
+fn endpoint<'a>(v: &'a mut Value, id: &str) -> &'a mut Value {
+    v["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["id"] == id)
+        .unwrap()
+}
+
+fn show_json(args: &[&str]) -> Value {
+    let mut all = vec!["catalog", "show"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--format", "json"]);
+    let o = run(&all);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn op<'a>(v: &'a Value, method: &str, path: &str) -> &'a Value {
+    v["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["method"] == method && o["path"] == path)
+        .unwrap_or_else(|| panic!("{method} {path} not shown"))
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn show_for_a_configured_project_agrees_with_explain() {
+    let dir = TempDir::new("show-config");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", ""),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let v = show_json(&["--config", cfg_s, "--project", "eu-zdr"]);
+    assert_eq!(v["project"]["region"], "eu");
+    assert_eq!(v["project"]["retention"], "zdr");
+    assert_eq!(v["catalog"]["edition"], "seed-004");
+
+    let chat = op(&v, "POST", "/v1/chat/completions");
+    assert_eq!(chat["decision"], "allow");
+    assert!(strings(&chat["models"]).contains(&"gpt-4o-2024-08-06"));
+    assert!(!strings(&chat["models"]).contains(&"gpt-4o"));
+    // Under ZDR an absent store on /v1/responses is rewritten.
+    let responses = op(&v, "POST", "/v1/responses");
+    assert_eq!(responses["decision"], "rewrite");
+    assert_eq!(strings(&responses["rules"]), ["store"]);
+    let files = op(&v, "POST", "/v1/files");
+    assert_eq!(files["decision"], "deny");
+    assert_eq!(strings(&files["rules"]), ["zdr_endpoint"]);
+    let images = op(&v, "POST", "/v1/images/generations");
+    assert_eq!(images["decision"], "deny");
+    assert!(strings(&images["rules"]).contains(&"zdr_model"), "{images}");
+    // Image inputs are not approved in eu by default.
+    let marker = chat["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["marker"] == "image_input")
+        .unwrap();
+    assert_eq!(marker["allowed"], false);
+    assert_eq!(marker["rule"], "image_input");
+
+    // Every model `show` lists for a JSON model operation passes `explain`, and a model it
+    // does not list is refused: the two commands decide through the same code.
+    let body = dir.path().join("body.json");
+    for (path, model, want) in [
+        ("/v1/chat/completions", strings(&chat["models"])[0], 0),
+        ("/v1/chat/completions", "gpt-4o", 3),
+        ("/v1/embeddings", "text-embedding-3-small", 0),
+        ("/v1/images/generations", "dall-e-3", 3),
+    ] {
+        std::fs::write(&body, format!("{{\"model\":\"{model}\"}}")).unwrap();
+        let o = run(&[
+            "explain",
+            "--config",
+            cfg_s,
+            "--project",
+            "eu-zdr",
+            "POST",
+            path,
+            "--body",
+            body.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(want), "{path} {model}: {}", both(&o));
+        let shown = op(&v, "POST", path);
+        let listed = strings(&shown["models"]).contains(&model);
+        assert_eq!(listed, want == 0, "{path} {model}");
+    }
+
+    // The us project with modified abuse monitoring may use files and dall-e-3.
+    let us = show_json(&["--config", cfg_s, "--project", "us-mam"]);
+    assert_eq!(op(&us, "POST", "/v1/files")["decision"], "allow");
+    assert_eq!(
+        strings(&op(&us, "POST", "/v1/images/generations")["models"]),
+        ["dall-e-3"]
+    );
+
+    // A project that is not configured.
+    let o = run(&["catalog", "show", "--config", cfg_s, "--project", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(both(&o).contains("no project \"nope\""), "{}", both(&o));
+}
+
+#[test]
+fn show_for_a_region_and_retention_prints_an_aligned_table() {
+    let cat = seed_catalog();
+    let cat = cat.to_str().unwrap();
+    let o = run(&[
+        "catalog",
+        "show",
+        "--catalog",
+        cat,
+        "--region",
+        "eu",
+        "--retention",
+        "zdr",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("catalog seed-004 (2026-11-22); project \"eu/zdr\": region eu"),
+        "{text}"
+    );
+    let header = lines.iter().position(|l| l.starts_with("OPERATION")).unwrap();
+    let col = lines[header].find("DECISION").unwrap();
+    let rule_col = lines[header].find("RULE").unwrap();
+    for l in &lines[header + 1..] {
+        // Every decision starts in the DECISION column, every rule in the RULE column.
+        let d = &l[col..];
+        assert!(
+            ["allow ", "rewrite ", "deny "].iter().any(|p| d.starts_with(p)),
+            "{l}"
+        );
+        assert_ne!(l.as_bytes()[rule_col], b' ', "{l}");
+    }
+    let files = lines.iter().find(|l| l.starts_with("POST /v1/files ")).unwrap();
+    assert!(
+        files.contains("deny") && files.contains("zdr_endpoint"),
+        "{files}"
+    );
+    let chat = lines
+        .iter()
+        .find(|l| l.starts_with("POST /v1/chat/completions "))
+        .unwrap();
+    assert!(chat.contains("gpt-4.1-2025-04-14"), "{chat}");
+    assert!(chat.contains("image_input: refused (image_input)"), "{chat}");
+
+    // The global region checks no model list: any model.
+    let v = show_json(&["--catalog", cat, "--region", "global", "--retention", "default"]);
+    let chat = op(&v, "POST", "/v1/chat/completions");
+    assert_eq!(chat["any_model"], true);
+    // Realtime is us-only in the seed.
+    let v = show_json(&[
+        "--catalog",
+        cat,
+        "--region",
+        "eu",
+        "--retention",
+        "modified_abuse_monitoring",
+    ]);
+    let rt = op(&v, "GET", "/v1/realtime");
+    assert_eq!(rt["decision"], "deny");
+    assert_eq!(strings(&rt["rules"]), ["endpoint_region"]);
+
+    for (args, why) in [
+        (
+            vec!["--region", "uk", "--retention", "zdr"],
+            "not a region of the catalog",
+        ),
+        (
+            vec!["--region", "eu", "--retention", "default"],
+            "requires modified_abuse_monitoring or zdr",
+        ),
+        (vec!["--region", "eu", "--retention", "forever"], "one of zdr"),
+    ] {
+        let mut all = vec!["catalog", "show", "--catalog", cat];
+        all.extend(args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+        assert!(both(&o).contains(why), "{}", both(&o));
+    }
+}
+
+#[test]
+fn diff_of_a_catalog_edited_in_one_cell_names_exactly_that_change() {
+    let dir = TempDir::new("diff-cell");
+    let seed = seed_catalog();
+    let seed = seed.to_str().unwrap();
+    // One cell: /v1/files loses "eu" from its regions.
+    let files_us_only = edited_catalog(&dir, "files.json", |v| {
+        endpoint(v, "/v1/files")["regions"] = serde_json::json!(["us"]);
+    });
+    let o = run(&["catalog", "diff", seed, files_us_only.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let text = stdout(&o);
+    assert!(!text.contains("newly allowed"), "{text}");
+    // Five /v1/files operations, none reads a model; eu admits zdr and mam, and under ZDR
+    // files were refused already (zdr_endpoint), so only eu/mam flips.
+    assert!(text.contains("newly refused: 5 "), "{text}");
+    assert!(
+        text.contains("  POST /v1/files  (refused by endpoint_region): 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    (no model): eu/modified_abuse_monitoring"),
+        "{text}"
+    );
+    assert!(!text.contains("/v1/fine_tuning"), "{text}");
+
+    // The JSON form lists the same triples.
+    let o = run(&[
+        "catalog",
+        "diff",
+        seed,
+        files_us_only.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["allowed"].as_array().unwrap().len(), 0);
+    let refused = v["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 5, "{v}");
+    assert!(refused
+        .iter()
+        .all(|c| c["scope"] == "eu/modified_abuse_monitoring" && c["rule"] == "endpoint_region"));
+
+    // Another cell: a model added to the embeddings row is newly allowed in every region the
+    // row lists, under every retention (any model already passes in global).
+    let embeddings = edited_catalog(&dir, "emb.json", |v| {
+        endpoint(v, "/v1/embeddings")["models"]
+            .as_array_mut()
+            .unwrap()
+            .push("text-embedding-4".into());
+    });
+    let o = run(&["catalog", "diff", seed, embeddings.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("  POST /v1/embeddings  (was refused by model_not_eligible): 15"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    text-embedding-4: us eu ca jp in sg kr"),
+        "{text}"
+    );
+    assert!(!text.contains("newly refused"), "{text}");
+
+    // The same catalog twice, and a copy with only its provenance changed: no change, exit 0.
+    let o = run(&["catalog", "diff", seed, seed]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("no change"), "{}", stdout(&o));
+    let renamed = edited_catalog(&dir, "renamed.json", |v| {
+        v["edition"] = "seed-004-copy".into();
+    });
+    let o = run(&["catalog", "diff", seed, renamed.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+
+    // An invalid catalog is neither "no change" nor "changes".
+    let broken = edited_catalog(&dir, "broken.json", |v| {
+        endpoint(v, "/v1/files")["regions"] = serde_json::json!(["uk"]);
+    });
+    let o = run(&["catalog", "diff", seed, broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(both(&o).contains("unknown region \"uk\""), "{}", both(&o));
+}
+
+#[test]
+fn diff_per_configured_project() {
+    let dir = TempDir::new("diff-config");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", ""),
+    );
+    let seed = seed_catalog();
+    let seed = seed.to_str().unwrap();
+    let files_us_only = edited_catalog(&dir, "files.json", |v| {
+        endpoint(v, "/v1/files")["regions"] = serde_json::json!(["us"]);
+    });
+    let o = run(&[
+        "catalog",
+        "diff",
+        seed,
+        files_us_only.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let text = stdout(&o);
+    assert!(text.contains("per project"), "{text}");
+    // eu-mam loses files; eu-zdr never had them; us-mam keeps them.
+    assert!(text.contains("    (no model): eu-mam\n"), "{text}");
+    assert!(!text.contains("eu-zdr") && !text.contains("us-mam"), "{text}");
+}
