@@ -168,6 +168,11 @@ impl ProjectSet {
         Ok(chosen)
     }
 
+    /// The project a client key hash selects, if any.
+    pub fn by_key(&self, key_sha256: &[u8; 32]) -> Option<usize> {
+        self.by_key.get(key_sha256).copied()
+    }
+
     /// The project with this name.
     pub fn by_name(&self, name: &str) -> Option<usize> {
         self.projects.iter().position(|p| p.name == name)

@@ -8,10 +8,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 use inspect::{Marker, Splice};
 use policy::{
-    BodySource, Decision, FieldRole, FieldValue, InspectPlan, ModelRewrite, OpId, Rule, SelectError,
-    StoreRewrite, Verdict,
+    BodySource, Decision, FieldRole, FieldValue, InspectPlan, ModelRewrite, OpId, Rule, StoreRewrite, Verdict,
 };
-use sha2::{Digest, Sha256};
 
 /// The project and operation a request was matched to.
 #[derive(Debug, Clone, Copy)]
@@ -105,57 +103,31 @@ pub fn early(
 }
 
 /// The selected project, or the refusal: Ok(decision) for a policy refusal (no_project),
-/// Err(error) when a shared gateway does not know the client's key.
+/// Err(error) for a credential that cannot be read (400) or an unknown key on a shared
+/// gateway (401). The reading itself is [`crate::identity::select`].
 fn select_project(snap: &Snapshot, headers: &HeaderMap) -> Result<usize, Result<Decision, ProxyError>> {
-    let ambiguous = |why: &str| {
-        Ok(Decision::deny(
+    use crate::identity::{self, Refusal};
+    let rules = identity::Rules {
+        projects: &snap.config.projects,
+        require_client_key: snap.config.require_client_key,
+        underscores: snap.config.underscores,
+    };
+    identity::select(rules, headers).map_err(|r| match r {
+        Refusal::NoProject => Ok(Decision::deny(
+            Rule::NoProject,
+            "No configured project matches this request (no matching client key, no matching \
+             OpenAI-Project header, and no default project)."
+                .into(),
+            None,
+        )),
+        Refusal::Ambiguous(why) => Ok(Decision::deny(
             Rule::NoProject,
             format!("Project selection is ambiguous: {why}"),
             None,
-        ))
-    };
-    let mut key_hash = None;
-    if snap.any_client_keys || snap.config.require_client_key {
-        let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
-        if let Some(value) = auth.next() {
-            if auth.next().is_some() {
-                return Err(ambiguous("more than one Authorization header"));
-            }
-            let token = value
-                .as_bytes()
-                .strip_prefix(b"Bearer ")
-                .unwrap_or(value.as_bytes());
-            key_hash = Some(<[u8; 32]>::from(Sha256::digest(token)));
-        }
-        if snap.config.require_client_key && !key_hash.is_some_and(|h| snap.client_keys.contains(&h)) {
-            return Err(Err(ProxyError::Unauthorized));
-        }
-    }
-    let mut names: [&str; 4] = [""; 4];
-    let mut n = 0;
-    for v in headers.get_all("openai-project") {
-        let Ok(s) = v.to_str() else {
-            return Err(ambiguous("the OpenAI-Project header is not valid text"));
-        };
-        if n == names.len() {
-            return Err(ambiguous("too many OpenAI-Project headers"));
-        }
-        names[n] = s;
-        n += 1;
-    }
-    snap.config
-        .projects
-        .select(key_hash.as_ref(), &names[..n])
-        .map_err(|e| match e {
-            SelectError::NoProject => Ok(Decision::deny(
-                Rule::NoProject,
-                "No configured project matches this request (no matching client key, no matching \
-             OpenAI-Project header, and no default project)."
-                    .into(),
-                None,
-            )),
-            SelectError::Ambiguous(why) => ambiguous(why),
-        })
+        )),
+        Refusal::Malformed(why) => Err(ProxyError::BadRequest(why.into())),
+        Refusal::Unauthorized => Err(ProxyError::Unauthorized),
+    })
 }
 
 /// Whether the operation's body must be buffered and inspected.

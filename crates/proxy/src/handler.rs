@@ -406,6 +406,12 @@ fn upstream_request(
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
     h.insert(http::header::HOST, up.host_header.clone());
+    crate::identity::forward(
+        h,
+        snap.config.underscores,
+        up.authorization.is_some(),
+        up.openai_project.is_some(),
+    );
     if let Some(auth) = &up.authorization {
         h.insert(http::header::AUTHORIZATION, auth.clone());
     }

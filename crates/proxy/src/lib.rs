@@ -19,6 +19,7 @@ pub mod explain;
 pub mod framing;
 pub mod handler;
 pub mod headers;
+pub mod identity;
 pub mod metrics;
 pub mod pool;
 pub mod server;

@@ -37,6 +37,8 @@ pub struct Config {
     pub pool_max_idle_per_host: usize,
     /// Refuse client keys that select no project (shared gateway).
     pub require_client_key: bool,
+    /// `headers.underscores`: header names with `_` that alias nothing we read.
+    pub underscores: crate::identity::Underscores,
     pub audit_path: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
     /// Where the config came from (None: the embedded default).
@@ -328,6 +330,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         connect_proxy,
         pool_max_idle_per_host: raw.upstream.pool_max_idle_per_host.unwrap_or(1024),
         require_client_key: raw.auth.require_client_key,
+        underscores: raw.headers.underscores.unwrap_or_default(),
         audit_path: raw.audit.path.as_deref().map(|p| relative_to(source, p)),
         tls,
         source: source.map(Path::to_path_buf),
@@ -419,9 +422,10 @@ fn validate_project(
         }
     }
     if let Some(op) = &p.openai_project {
-        if op.is_empty() || http::HeaderValue::from_str(op).is_err() {
+        // Only an id a request can name one way is selectable (see `crate::identity`).
+        if op.is_empty() || !op.bytes().all(crate::identity::is_id_byte) {
             problems.push(format!(
-                "{place}.openai_project: must be a non-empty header-safe string"
+                "{place}.openai_project: must be a non-empty project id of letters, digits, '-', '_' and '.'"
             ));
         }
     }

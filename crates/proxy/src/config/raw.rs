@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub headers: RawHeaders,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub projects: Vec<RawProject>,
@@ -48,6 +50,15 @@ pub struct RawAuth {
     /// (401) before any body is read.
     #[serde(default)]
     pub require_client_key: bool,
+}
+
+/// Request header handling.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    /// Header names with `_`: "drop" (default, as nginx), "refuse" or "forward". A name that
+    /// aliases a header the proxy reads (`OpenAI_Project`) is refused whatever this says.
+    pub underscores: Option<crate::identity::Underscores>,
 }
 
 /// The decision audit log.
