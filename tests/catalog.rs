@@ -350,3 +350,54 @@ fn diff_per_configured_project() {
     assert!(text.contains("    (no model): eu-mam\n"), "{text}");
     assert!(!text.contains("eu-zdr") && !text.contains("us-mam"), "{text}");
 }
+
+#[test]
+fn config_selects_an_embedded_edition_and_commands_name_it() {
+    let dir = TempDir::new("edition");
+    let base = two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", "");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &base.replace("[upstream]", "[catalog]\nedition = \"seed-004\"\n\n[upstream]"),
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("catalog seed-004 of 2026-11-22"),
+        "{}",
+        both(&o)
+    );
+    let o = run(&["explain", "--config", cfg.to_str().unwrap(), "GET", "/v1/models"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["catalog"], "seed-004");
+
+    let unknown = write(
+        &dir,
+        "u.toml",
+        &base.replace("[upstream]", "[catalog]\nedition = \"2099\"\n\n[upstream]"),
+    );
+    let o = run(&["check", "--config", unknown.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("catalog.edition: unknown edition \"2099\" (embedded: seed-004"),
+        "{}",
+        both(&o)
+    );
+
+    let both_set = write(
+        &dir,
+        "b.toml",
+        &base.replace(
+            "[upstream]",
+            "[catalog]\nedition = \"seed-004\"\npath = \"x.json\"\n\n[upstream]",
+        ),
+    );
+    let o = run(&["check", "--config", both_set.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("catalog: set path (a catalog file) or edition"),
+        "{}",
+        both(&o)
+    );
+}

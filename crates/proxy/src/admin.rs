@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (config loaded and the proxy
-//! listener bound; not ready while draining), `/metrics` (Prometheus text).
+//! listener bound; not ready while draining), `/metrics` (Prometheus text), and `/`: the
+//! status page ([`crate::status_page`]).
 
 use crate::body::ProxyBody;
 use crate::server::Shared;
@@ -32,6 +33,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 
 fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let (status, ctype, body) = match req.uri().path() {
+        "/" => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::status_page::render(shared),
+        ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" if shared.ready.load(Ordering::Acquire) => {
             (StatusCode::OK, "text/plain", "ready\n".to_string())

@@ -209,11 +209,12 @@ fn check(path: &std::path::Path) -> i32 {
                 println!("warning: {w}");
             }
             println!(
-                "{}: ok ({} project(s), catalog {} of {})",
+                "{}: ok ({} project(s), catalog {} of {}, {} source(s))",
                 path.display(),
                 config.projects.projects.len(),
                 config.catalog.edition,
-                config.catalog.date
+                config.catalog.date,
+                config.catalog.sources.len()
             );
             0
         }

@@ -168,6 +168,7 @@ fn decide(
     out.put("message", message(decision.as_ref(), error.as_ref()));
     out.put("upstream", p.map(|(_, u)| u.base_url.clone()));
     out.put("rewrites", edits);
+    out.put("catalog", snap.config.catalog.edition.clone());
     if let Some(e) = &error {
         out.put(
             "error",

@@ -24,4 +24,5 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod snapshot;
+pub mod status_page;
 pub mod tls;

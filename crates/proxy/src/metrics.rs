@@ -186,6 +186,13 @@ pub struct RegionLabels {
     pub region: String,
 }
 
+/// The catalog edition in use (`catalog_info`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CatalogLabels {
+    pub edition: String,
+    pub date: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
@@ -202,6 +209,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub last_reload_ok: Gauge,
+    /// 1 for the catalog edition in use; replaced on reload.
+    pub catalog_info: Family<CatalogLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -272,6 +281,12 @@ impl Metrics {
             last_reload_ok.clone(),
         );
         last_reload_ok.set(1);
+        let catalog_info = Family::<CatalogLabels, Gauge>::default();
+        registry.register(
+            "catalog_info",
+            "The catalog edition in use (1), with its compilation date",
+            catalog_info.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -288,7 +303,19 @@ impl Metrics {
             open_connections,
             reloads,
             last_reload_ok,
+            catalog_info,
         }
+    }
+
+    /// Names the catalog edition in use; the previous edition's series goes.
+    pub fn set_catalog(&self, catalog: &policy::Catalog) {
+        self.catalog_info.clear();
+        self.catalog_info
+            .get_or_create(&CatalogLabels {
+                edition: catalog.edition.clone(),
+                date: catalog.date.clone(),
+            })
+            .set(1);
     }
 
     /// The Prometheus text exposition.

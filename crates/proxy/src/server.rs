@@ -44,6 +44,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         None => None,
     };
     let inflight = Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent_requests));
+    let catalog = config.catalog.clone();
     let snapshot = Snapshot::new(config)?;
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -55,6 +56,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         ready: AtomicBool::new(false),
         config_path,
     });
+    shared.services.metrics.set_catalog(&catalog);
 
     let listener = TcpListener::bind(listen)
         .await
@@ -79,7 +81,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(watch_config(shared.clone(), stop_rx.clone()));
     shared.ready.store(true, Ordering::Release);
     announce(proxy_addr, admin_addr);
-    tracing::info!(%proxy_addr, admin_addr = ?admin_addr, "residency-proxy started");
+    tracing::info!(
+        %proxy_addr,
+        admin_addr = ?admin_addr,
+        catalog = %catalog.edition,
+        catalog_date = %catalog.date,
+        "residency-proxy started"
+    );
 
     let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
     signals.wait(&shared).await;
@@ -261,7 +269,9 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
         .and_then(Snapshot::new);
     match result {
         Ok(snap) => {
+            let catalog = snap.config.catalog.clone();
             shared.snapshot.store(Arc::new(snap));
+            shared.services.metrics.set_catalog(&catalog);
             shared
                 .services
                 .metrics
@@ -272,6 +282,7 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
             tracing::info!(
                 trigger,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                catalog = %catalog.edition,
                 "config reloaded"
             );
         }

@@ -172,15 +172,34 @@ fn secs(problems: &mut Vec<String>, place: &str, value: Option<f64>, default: f6
     Duration::from_secs_f64(v)
 }
 
-fn load_catalog(path: Option<&Path>, base: Option<&Path>) -> Result<Catalog, Vec<String>> {
-    match path {
-        None => Catalog::builtin().map_err(|e| {
+fn load_catalog(raw: &raw::RawCatalog, base: Option<&Path>) -> Result<Catalog, Vec<String>> {
+    match (&raw.path, &raw.edition) {
+        (Some(_), Some(_)) => Err(vec![
+            "catalog: set path (a catalog file) or edition (an embedded one), not both".to_owned(),
+        ]),
+        (None, None) => Catalog::builtin().map_err(|e| {
             e.problems
                 .iter()
                 .map(|p| format!("builtin catalog: {p}"))
                 .collect()
         }),
-        Some(p) => {
+        (None, Some(name)) => match policy::catalog::edition(name) {
+            Some(c) => c.map_err(|e| {
+                e.problems
+                    .iter()
+                    .map(|p| format!("catalog.edition ({name}): {p}"))
+                    .collect()
+            }),
+            None => Err(vec![format!(
+                "catalog.edition: unknown edition {name:?} (embedded: {})",
+                policy::catalog::EDITIONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )]),
+        },
+        (Some(p), None) => {
             let p = relative_to(base, p);
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| vec![format!("catalog.path: cannot read {}: {e}", p.display())])?;
@@ -213,7 +232,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         None => None,
         Some(a) => parse_addr(&mut problems, "admin_listen", a),
     };
-    let catalog = match load_catalog(raw.catalog.path.as_deref(), source) {
+    let catalog = match load_catalog(&raw.catalog, source) {
         Ok(c) => Arc::new(c),
         Err(mut p) => {
             problems.append(&mut p);

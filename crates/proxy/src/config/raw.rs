@@ -80,7 +80,10 @@ pub struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalog {
+    /// A catalog JSON file.
     pub path: Option<PathBuf>,
+    /// The name of a catalog edition embedded in the binary (e.g. `seed-004`); not with `path`.
+    pub edition: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
