@@ -401,3 +401,41 @@ fn config_selects_an_embedded_edition_and_commands_name_it() {
         both(&o)
     );
 }
+
+#[test]
+fn the_2026_edition_checks_and_its_readme_shows_the_diff_from_the_seed() {
+    let dir = TempDir::new("edition-2026");
+    let base = two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", "");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &base.replace(
+            "[upstream]",
+            "[catalog]\nedition = \"openai-2026-12\"\n\n[upstream]",
+        ),
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("catalog openai-2026-12 of 2026-12-02"),
+        "{}",
+        both(&o)
+    );
+
+    let o = run(&["catalog", "diff", "seed-004", "openai-2026-12"]);
+    let code = o.status.code();
+    assert!(code == Some(0) || code == Some(1), "{}", both(&o));
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sources/README.md"))
+            .unwrap();
+    let start = "<!-- catalog-diff seed-004 openai-2026-12 -->\n```\n";
+    let a = readme.find(start).expect("the README has the diff block") + start.len();
+    let b = a + readme[a..].find("```\n<!-- /catalog-diff -->").unwrap();
+    assert_eq!(
+        &readme[a..b],
+        stdout(&o),
+        "config/sources/README.md is out of date"
+    );
+    let exit_line = if code == Some(0) { "(exit 0;" } else { "(exit 1;" };
+    assert!(readme.contains(exit_line), "the README states the exit code");
+}

@@ -253,7 +253,13 @@ pub const BUILTIN_JSON: &str = include_str!("../../../config/catalog.json");
 
 /// The catalog editions embedded in the binary, by name (`[catalog] edition = "..."`). The
 /// first is the default.
-pub const EDITIONS: &[(&str, &str)] = &[("seed-004", BUILTIN_JSON)];
+pub const EDITIONS: &[(&str, &str)] = &[
+    ("seed-004", BUILTIN_JSON),
+    (
+        "openai-2026-12",
+        include_str!("../../../config/catalog-2026.json"),
+    ),
+];
 
 /// The embedded edition with this name, validated.
 pub fn edition(name: &str) -> Option<Result<Catalog, CatalogError>> {

@@ -324,3 +324,27 @@ fn model_sources_override_the_row_and_must_name_its_models() {
         "{p:?}"
     );
 }
+
+#[test]
+fn every_embedded_edition_is_valid_named_and_sourced() {
+    assert_eq!(
+        policy::catalog::EDITIONS[0].0,
+        "seed-004",
+        "the seed edition stays the default"
+    );
+    for (name, _) in policy::catalog::EDITIONS {
+        let c = policy::catalog::edition(name).unwrap().unwrap();
+        assert_eq!(&c.edition, name);
+        for s in &c.sources {
+            assert!(s.url.starts_with("https://"), "{name}: {}", s.id);
+            assert!(!s.date.is_empty(), "{name}: {}", s.id);
+        }
+        for e in &c.endpoints {
+            assert!(!e.sources.is_empty(), "{name}: {}", e.id);
+        }
+        for r in &c.regions {
+            assert!(!r.sources.is_empty(), "{name}: {}", r.id);
+        }
+    }
+    assert!(policy::catalog::edition("2099").is_none());
+}
