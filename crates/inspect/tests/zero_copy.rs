@@ -158,3 +158,36 @@ fn scan_and_rewrite_allocate_o_fields() {
     // Independent of body size.
     assert_eq!(seen[1], seen[2], "64 KiB vs 1 MiB");
 }
+
+/// A requested field whose value is a large array or object (`messages`, `input`) is reported
+/// as one span: its escaped strings are not unescaped into owned values one by one.
+#[test]
+fn requested_containers_are_not_decoded() {
+    let mut counts = Vec::new();
+    for n in [100, 2000] {
+        let mut s = String::from(r#"{"model":"m","input":["#);
+        for i in 0..n {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!(
+                r#"{{"type":"input_text","text":"line {i}\nwith \"escapes\" \u00e9"}}"#
+            ));
+        }
+        s.push_str(r#"],"store":true}"#);
+        let spec = JsonSpec {
+            fields: &["model", "input", "store"],
+            markers: MARKERS,
+        };
+        ALLOCS.store(0, Ordering::SeqCst);
+        COUNTING.with(|c| c.set(true));
+        let scan = scan_json(s.as_bytes(), &spec);
+        COUNTING.with(|c| c.set(false));
+        let allocs = ALLOCS.load(Ordering::SeqCst);
+        let scan = scan.expect("scan");
+        assert_eq!(scan.field(1).map(|f| f.value.clone()), Some(Value::Array));
+        assert!(allocs <= 32, "{n} strings: {allocs} allocations");
+        counts.push(allocs);
+    }
+    assert_eq!(counts[0], counts[1], "allocations grow with the array");
+}
