@@ -522,6 +522,12 @@ async fn json_logs_one_line_per_request_without_secrets() {
         );
     }
 
+    // A request's line is written when its response body ends: wait for the fourth.
+    assert!(
+        eventually(Duration::from_secs(5), || request_lines(&p.stderr()).len() >= 4).await,
+        "{}",
+        p.stderr()
+    );
     let stderr = p.stderr();
     let lines = request_lines(&stderr);
     let ids: Vec<&str> = lines

@@ -66,6 +66,31 @@ pub fn early(
             error: Some(e),
         }),
     })?;
+    route(snap, project, method, uri).map_err(|decision| {
+        Box::new(EarlyRefusal {
+            project: Some(project),
+            op: decision.op,
+            decision: decision.decision,
+            error: None,
+        })
+    })
+}
+
+/// A policy refusal from [`route`], with the operation when the path was classified.
+pub struct RouteRefusal {
+    pub op: Option<OpId>,
+    pub decision: Decision,
+}
+
+/// The part of phase "early request" that follows project selection (and the whole of it for
+/// a batch line, whose project is the upload's): path classification and the checks that need
+/// no body.
+pub fn route(
+    snap: &Snapshot,
+    project: usize,
+    method: &Method,
+    uri: &Uri,
+) -> Result<Matched, Box<RouteRefusal>> {
     let op = snap
         .config
         .catalog
@@ -81,21 +106,17 @@ pub fn early(
                     format!("The request path is refused because it is not in canonical form: {why}")
                 }
             };
-            Box::new(EarlyRefusal {
-                project: Some(project),
+            Box::new(RouteRefusal {
                 op: None,
                 decision: Decision::deny(Rule::UnknownEndpoint, message, None),
-                error: None,
             })
         })?;
     let p = &snap.config.projects.projects[project];
     if let Some(d) = policy::precheck(&snap.config.catalog, p, op) {
         if d.verdict == Verdict::Deny {
-            return Err(Box::new(EarlyRefusal {
-                project: Some(project),
+            return Err(Box::new(RouteRefusal {
                 op: Some(op),
                 decision: d,
-                error: None,
             }));
         }
     }
@@ -469,21 +490,7 @@ pub fn batch_line(
             message: d.denial.map_or_else(|| "refused".into(), |x| x.message),
         }
     };
-    let op = snap
-        .config
-        .catalog
-        .classify(method.as_str(), uri.path())
-        .map_err(|_| Refusal {
-            rule: Some(Rule::UnknownEndpoint),
-            message: format!("{method} {} is not an endpoint residency-proxy knows", uri.path()),
-        })?;
-    let p = &snap.config.projects.projects[project];
-    if let Some(d) = policy::precheck(&snap.config.catalog, p, op) {
-        if d.verdict == Verdict::Deny {
-            return Err(deny(d));
-        }
-    }
-    let m = Matched { project, op };
+    let m = route(snap, project, &method, &uri).map_err(|r| deny(r.decision))?;
     let needs = needs_body(snap, m.op);
     let inspected =
         inspect(snap, m, &uri, Some("application/json"), needs.then_some(&body)).map_err(|e| match e {

@@ -1,16 +1,21 @@
-//! `residency-proxy explain`: the decision the proxy would take for one request, offline,
-//! through the same code path as `serve` (`evaluate::early` + `evaluate::inspect`).
+//! `residency-proxy explain`: the decision the proxy would take for one request, offline. It
+//! walks the same [`crate::pipeline`] phases as `serve` (framing, project, endpoint, websocket,
+//! encoding, body, batch uploads line by line, the upstream request as built) and only skips
+//! the network.
 
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::evaluate::{self, EarlyRefusal, Matched};
+use crate::evaluate::{self, Matched};
+use crate::pipeline::{self, BodyPlan, Ctx, Outgoing, Stop};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use policy::{Decision, StoreRewrite, Verdict};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 pub fn run(
     config: &Path,
@@ -21,9 +26,9 @@ pub fn run(
     path: &str,
 ) -> i32 {
     match explain(config, project, headers, body, method, path) {
-        Ok((out, denied)) => {
-            println!("{out}");
-            if denied {
+        Ok(out) => {
+            println!("{}", serde_json::to_string(&out).unwrap_or_default());
+            if out.refused() {
                 3
             } else {
                 0
@@ -36,6 +41,43 @@ pub fn run(
     }
 }
 
+/// What `explain` prints, in its documented key order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// `allow`, `rewrite`, `deny`, `report-deny`, or `error` for a refusal that is not a
+    /// policy decision.
+    pub decision: &'static str,
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub model: Option<String>,
+    pub rule: Option<String>,
+    pub message: Option<String>,
+    pub upstream: Option<String>,
+    pub rewrites: Vec<Value>,
+    /// The catalog edition decided under.
+    pub catalog: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorSummary>,
+    /// The status `serve` answers with itself (a refusal); None when it forwards.
+    #[serde(skip)]
+    pub status: Option<u16>,
+}
+
+/// The refusal `serve` would answer with, when it is not a policy decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSummary {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+impl Explanation {
+    /// Whether `serve` would refuse the request (exit code 3).
+    pub fn refused(&self) -> bool {
+        self.error.is_some() || self.decision == Verdict::Deny.as_str()
+    }
+}
+
 fn explain(
     config: &Path,
     project: Option<&str>,
@@ -43,7 +85,7 @@ fn explain(
     body: Option<&Path>,
     method: &str,
     path: &str,
-) -> Result<(String, bool), String> {
+) -> Result<Explanation, String> {
     let config = Config::load(Some(config)).map_err(|e| e.to_string())?;
     let snap = Snapshot::new(config)?;
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -73,9 +115,13 @@ fn explain(
             std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
         )),
     };
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
 
     let Some(name) = project else {
-        return Ok(decide(&snap, &method, &uri, &headers, body.as_ref()));
+        return Ok(decide(Arc::new(snap), req));
     };
     // --project NAME: that project is the only candidate, then the same phases run.
     let idx = snap
@@ -95,150 +141,121 @@ fn explain(
     .map_err(|e| e.join("; "))?;
     forced.upstreams = vec![snap.config.upstreams[idx].clone()];
     let forced = Snapshot::new(forced)?;
-    let mut headers = headers;
-    headers.remove("openai-project");
-    Ok(decide(&forced, &method, &uri, &headers, body.as_ref()))
+    req.headers_mut().remove("openai-project");
+    Ok(decide(Arc::new(forced), req))
 }
 
-fn decide(
-    snap: &Snapshot,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Option<&Bytes>,
-) -> (String, bool) {
-    let early = evaluate::early(snap, method, uri, headers);
-    let (project, op, decision, model, error) = match early {
-        Err(refusal) => {
-            let EarlyRefusal {
-                project,
-                op,
-                decision,
-                error,
-            } = *refusal;
-            // Refused before the body is read, but `explain` still names the model it carries.
-            let model = match (project, op) {
-                (Some(project), Some(op)) => {
-                    let ct = content_type(snap, headers, op, body);
-                    evaluate::inspect(snap, Matched { project, op }, uri, ct, body)
+/// The decision `serve` takes for `req` (its body given whole), through the same phases.
+pub fn decide(snap: Arc<Snapshot>, req: Request<Option<Bytes>>) -> Explanation {
+    let mut ctx = Ctx::new(snap);
+    let (parts, body) = req.into_parts();
+    let mut refusal_message = None;
+    let (status, model_hint) = match walk(&mut ctx, parts.clone(), body.clone()) {
+        Ok(()) => (None, None),
+        Err(stop) => {
+            if let Stop::Refuse(e) = &stop {
+                refusal_message = Some(e.message());
+            }
+            let status = ctx.stop(stop).status().as_u16();
+            // Refused before the body was read, but `explain` still names the model it carries.
+            let hint = match (ctx.project, ctx.op, &ctx.model) {
+                (Some(project), Some(op), None) => {
+                    let parts = with_default_content_type(&ctx.snap, op, parts, body.is_some());
+                    let ct = parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok());
+                    evaluate::inspect(&ctx.snap, Matched { project, op }, &parts.uri, ct, body.as_ref())
                         .ok()
                         .and_then(|i| i.model)
                 }
                 _ => None,
             };
-            (project, op, error.is_none().then_some(decision), model, error)
+            (Some(status), hint)
         }
-        Ok(Matched { project, op }) => {
-            let ct = content_type(snap, headers, op, body);
-            match evaluate::inspect(snap, Matched { project, op }, uri, ct, body) {
-                Ok(i) => (Some(project), Some(op), Some(i.decision), i.model, None),
-                Err(e) => (Some(project), Some(op), None, None, Some(e)),
+    };
+    let snap = &ctx.snap;
+    let p = ctx
+        .project
+        .map(|i| (&snap.config.projects.projects[i], &snap.config.upstreams[i]));
+    let decision = ctx.decision.as_ref().filter(|_| ctx.error.is_none());
+    let denied = decision.is_some_and(|d| d.verdict == Verdict::Deny);
+    let error = ctx.error.map(|code| ErrorSummary {
+        status: status.unwrap_or(500),
+        code,
+    });
+    Explanation {
+        decision: decision.map_or("error", |d| d.verdict.as_str()),
+        project: p.map(|(p, _)| p.name.clone()),
+        region: p.map(|(p, _)| p.region.clone()),
+        endpoint: ctx.op.map(|o| snap.config.catalog.operation(o).template.clone()),
+        model: ctx.model.clone().or(model_hint),
+        rule: decision.and_then(|d| (!d.rules.is_empty()).then(|| d.rules.header_value())),
+        message: refusal_message.or_else(|| {
+            decision
+                .and_then(|d| d.denial.as_ref())
+                .map(|d| d.message.clone())
+        }),
+        upstream: p.map(|(_, u)| u.base_url.clone()),
+        // A denied request is not rewritten: nothing to list.
+        rewrites: decision.filter(|_| !denied).map(rewrites).unwrap_or_default(),
+        catalog: snap.config.catalog.edition.clone(),
+        error,
+        status,
+    }
+}
+
+/// The phases, as `serve` runs them, with the body already in hand and no network.
+fn walk(ctx: &mut Ctx, parts: http::request::Parts, body: Option<Bytes>) -> Result<(), Stop> {
+    let m = pipeline::early_request(ctx, &Request::from_parts(parts.clone(), ()))?;
+    let mut parts = with_default_content_type(&ctx.snap, m.op, parts, body.is_some());
+    let mut batch_refusal = None;
+    let (inspected, outgoing) = match pipeline::body_plan(ctx, m, &parts.headers)? {
+        BodyPlan::Buffer(encoding) => {
+            let raw = body.unwrap_or_default();
+            let limit = ctx.snap.config.limits.max_body_bytes;
+            if raw.len() as u64 > limit {
+                return Err(ProxyError::TooLarge { limit }.into());
             }
+            let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some((raw, encoding)))?;
+            (inspected, Outgoing::Buffered(body.unwrap_or_default()))
+        }
+        BodyPlan::Stream => {
+            let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
+            (inspected, Outgoing::Streaming(crate::body::ProxyBody::Empty))
+        }
+        BodyPlan::Batch(spec) => {
+            let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
+            let mut checker = pipeline::batch_checker(ctx, m, &parts.headers, &spec)?;
+            checker.push(body.as_deref().unwrap_or_default());
+            batch_refusal = checker.finish().err();
+            (inspected, Outgoing::Streaming(crate::body::ProxyBody::Empty))
         }
     };
-    // The header checks `serve` applies before policy (repeated Content-Type, Connection
-    // naming a body header, ...) refuse here too.
-    let (decision, error) = match crate::handler::check_framing(&probe(method, uri, headers)) {
-        Err(e) => (None, Some(e)),
-        Ok(()) => (decision, error),
-    };
-    let p = project.map(|i| (&snap.config.projects.projects[i], &snap.config.upstreams[i]));
-    let endpoint = op.map(|o| snap.config.catalog.operation(o).template.clone());
-    let denied_by_policy = decision.as_ref().is_some_and(|d| d.verdict == Verdict::Deny);
-    // A denied request is not rewritten: nothing to list.
-    let edits = match &decision {
-        Some(d) if !denied_by_policy => rewrites(d),
-        _ => Vec::new(),
-    };
-    let mut out = Ordered::default();
-    out.put(
-        "decision",
-        decision.as_ref().map_or("error", |d| d.verdict.as_str()),
-    );
-    out.put("project", p.map(|(p, _)| p.name.clone()));
-    out.put("region", p.map(|(p, _)| p.region.clone()));
-    out.put("endpoint", endpoint);
-    out.put("model", model);
-    out.put(
-        "rule",
-        decision
-            .as_ref()
-            .and_then(|d| (!d.rules.is_empty()).then(|| d.rules.header_value())),
-    );
-    out.put("message", message(decision.as_ref(), error.as_ref()));
-    out.put("upstream", p.map(|(_, u)| u.base_url.clone()));
-    out.put("rewrites", edits);
-    out.put("catalog", snap.config.catalog.edition.clone());
-    if let Some(e) = &error {
-        out.put(
-            "error",
-            json!({"status": http::StatusCode::from(e).as_u16(), "code": e.code()}),
+    // Built as it would be forwarded (a rewrite that cannot be made refuses here too), then
+    // dropped: this is where `serve` goes to the network.
+    pipeline::upstream_request(ctx, m, parts, inspected, outgoing)?;
+    if let Some(stop) = batch_refusal.and_then(|r| pipeline::batch_verdict(ctx, r)) {
+        return Err(stop);
+    }
+    Ok(())
+}
+
+/// `explain --body` without a Content-Type header means the endpoint's natural one (JSON).
+fn with_default_content_type(
+    snap: &Snapshot,
+    op: policy::OpId,
+    mut parts: http::request::Parts,
+    has_body: bool,
+) -> http::request::Parts {
+    let json = snap.config.catalog.operation(op).plan.source == policy::BodySource::Json;
+    if has_body && json && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
+        parts.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
         );
     }
-    let denied = error.is_some() || denied_by_policy;
-    (out.finish(), denied)
-}
-
-/// The request as the server would see it over HTTP/1.1, without a body.
-fn probe(method: &Method, uri: &Uri, headers: &HeaderMap) -> http::Request<()> {
-    let mut req = http::Request::new(());
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri.clone();
-    *req.headers_mut() = headers.clone();
-    req
-}
-
-/// A JSON object written in the order its keys were put (the documented order of `explain`).
-#[derive(Default)]
-struct Ordered(String);
-
-impl Ordered {
-    fn put(&mut self, key: &str, value: impl Into<Value>) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        self.0.push_str(&Value::from(key).to_string());
-        self.0.push(':');
-        self.0.push_str(&value.into().to_string());
-    }
-
-    fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
-    }
-}
-
-/// The request's Content-Type, or the endpoint's natural one for `explain --body` without it.
-fn content_type<'a>(
-    snap: &Snapshot,
-    headers: &'a HeaderMap,
-    op: policy::OpId,
-    body: Option<&Bytes>,
-) -> Option<&'a str> {
-    let ct = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    ct.or(if evaluate::needs_body(snap, op) && body.is_some() {
-        default_ct(snap, op)
-    } else {
-        None
-    })
-}
-
-/// `explain --body` without a Content-Type header means the endpoint's natural one.
-fn default_ct(snap: &Snapshot, op: policy::OpId) -> Option<&'static str> {
-    match snap.config.catalog.operation(op).plan.source {
-        policy::BodySource::Json => Some("application/json"),
-        _ => None,
-    }
-}
-
-fn message(d: Option<&Decision>, e: Option<&ProxyError>) -> Value {
-    if let Some(e) = e {
-        return Value::String(e.message());
-    }
-    match d.and_then(|d| d.denial.as_ref()) {
-        Some(den) => Value::String(den.message.clone()),
-        None => Value::Null,
-    }
+    parts
 }
 
 fn rewrites(d: &Decision) -> Vec<Value> {

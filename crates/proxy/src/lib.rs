@@ -2,7 +2,8 @@
 //! listener and the commands. Policy lives in the `policy` crate and body reading in
 //! `inspect`; this crate wires them to sockets.
 //!
-//! A request flows one way through [`handler`]; read that file first.
+//! A request walks the phases of [`pipeline`]; read that module first, then [`handler`]
+//! (`serve`) and [`explain`].
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod handler;
 pub mod headers;
 pub mod identity;
 pub mod metrics;
+pub mod pipeline;
 pub mod pool;
 pub mod server;
 pub mod snapshot;

@@ -5,8 +5,9 @@ use crate::admin;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::framing::FramingGuard;
-use crate::handler::{self, Services};
+use crate::handler;
 use crate::metrics::{Metrics, ReloadLabels};
+use crate::pipeline::Services;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -28,7 +29,7 @@ use crate::framing::MAX_HEAD_BYTES;
 /// State shared by every connection for the life of the process.
 pub struct Shared {
     pub snapshot: SharedSnapshot,
-    pub services: Services,
+    pub services: Arc<Services>,
     pub ready: AtomicBool,
     pub config_path: Option<PathBuf>,
 }
@@ -48,11 +49,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let snapshot = Snapshot::new(config)?;
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-        services: Services {
+        services: Arc::new(Services {
             metrics: Metrics::new(),
             audit,
             inflight,
-        },
+        }),
         ready: AtomicBool::new(false),
         config_path,
     });

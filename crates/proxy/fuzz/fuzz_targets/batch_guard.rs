@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use libfuzzer_sys::fuzz_target;
-use proxy::batch::{BatchChecker, BatchGuard, BatchSpec, Refusal, Verdict};
+use proxy::batch::{verdict, BatchChecker, BatchGuard, BatchSpec, Refusal};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         }
     });
     let checker = BatchChecker::new(spec, "B", check);
-    let mut guard = BatchGuard::new(Chunks(chunks), checker, Verdict::default(), false);
+    let mut guard = BatchGuard::new(Chunks(chunks), checker, verdict().0, false);
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let (mut sent, mut failed) = (Vec::new(), false);
     loop {

@@ -22,8 +22,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use multipart_stream::{Event, MultipartStream};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use tokio::sync::oneshot;
 
 /// Which parts of the upload matter (from the catalog).
 #[derive(Debug, Clone)]
@@ -276,8 +276,32 @@ impl BatchChecker {
     }
 }
 
-/// Where the guard leaves its refusal for the handler.
-pub type Verdict = Arc<Mutex<Option<Refusal>>>;
+/// Where the guard leaves its first refusal for the handler.
+pub struct VerdictTx(Option<oneshot::Sender<Refusal>>);
+
+/// The handler's end of [`VerdictTx`].
+pub struct VerdictRx(oneshot::Receiver<Refusal>);
+
+/// A channel for one upload's verdict.
+pub fn verdict() -> (VerdictTx, VerdictRx) {
+    let (tx, rx) = oneshot::channel();
+    (VerdictTx(Some(tx)), VerdictRx(rx))
+}
+
+impl VerdictTx {
+    fn send(&mut self, why: Refusal) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(why);
+        }
+    }
+}
+
+impl VerdictRx {
+    /// The refusal, if the guard left one.
+    pub fn take(mut self) -> Option<Refusal> {
+        self.0.try_recv().ok()
+    }
+}
 
 /// The upload as it is forwarded: every chunk passes on as it arrives, except the last, which
 /// waits for the verdict, and those held while a line is unchecked or the upload is suspect.
@@ -287,14 +311,14 @@ pub struct BatchGuard<B> {
     /// Chunks read but not yet forwarded, oldest first.
     queue: std::collections::VecDeque<Bytes>,
     queued: usize,
-    verdict: Verdict,
+    verdict: VerdictTx,
     finished: bool,
     /// Report mode: a refusal is recorded but the upload completes.
     report_only: bool,
 }
 
 impl<B> BatchGuard<B> {
-    pub fn new(inner: B, checker: BatchChecker, verdict: Verdict, report_only: bool) -> BatchGuard<B> {
+    pub fn new(inner: B, checker: BatchChecker, verdict: VerdictTx, report_only: bool) -> BatchGuard<B> {
         BatchGuard {
             inner,
             checker,
@@ -338,9 +362,7 @@ impl<B> BatchGuard<B> {
 
     /// Records the refusal; outside report mode, drops what was held and aborts the upload.
     fn refuse(&mut self, why: Refusal) -> Option<BoxError> {
-        if let Ok(mut v) = self.verdict.lock() {
-            *v = Some(why);
-        }
+        self.verdict.send(why);
         if self.report_only {
             return None;
         }
@@ -540,8 +562,8 @@ mod tests {
         let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
         let mut c = checker();
         c.spec = spec;
-        let verdict: Verdict = Arc::default();
-        let mut guard = BatchGuard::new(inner, c, verdict.clone(), false);
+        let (tx, rx) = crate::batch::verdict();
+        let mut guard = BatchGuard::new(inner, c, tx, false);
         let mut sent = Vec::new();
         let mut failed = false;
         while let Some(frame) = guard.frame().await {
@@ -553,8 +575,7 @@ mod tests {
                 }
             }
         }
-        let refusal = verdict.lock().unwrap().clone();
-        (sent, failed, refusal)
+        (sent, failed, rx.take())
     }
 
     #[tokio::test]
@@ -605,6 +626,7 @@ mod tests {
     async fn stream_through(body: &[u8], spec: BatchSpec) -> (Vec<u8>, bool, usize) {
         use http_body_util::BodyExt;
         use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
         let pulled = Arc::new(AtomicUsize::new(0));
         let counter = pulled.clone();
         let chunks: Vec<Bytes> = body.chunks(64).map(Bytes::copy_from_slice).collect();
@@ -617,7 +639,7 @@ mod tests {
         let mut guard = BatchGuard::new(
             http_body_util::StreamBody::new(stream),
             c,
-            Verdict::default(),
+            crate::batch::verdict().0,
             false,
         );
         let (mut sent, mut failed, mut first_at) = (Vec::new(), false, None);
