@@ -7,7 +7,9 @@
 //! Answers follow the shapes the official SDKs parse (chat completions, responses, embeddings,
 //! moderations, images, audio, files, models, batches, streaming for chat and responses, and
 //! a realtime websocket echo). The request header `x-mock-behavior` selects a fault:
-//! `slow-sse`, `hang`, `reset`, `garbage`, `status:NNN`, `drop-mid-stream`, `delay:MS`.
+//! `slow-sse`, `hang`, `reset`, `garbage`, `status:NNN`, `drop-mid-stream`, `delay:MS`, and
+//! `events:N` (the load benchmark's token stream: N compact ~100-byte `chat.completion.chunk`
+//! events, each written on its own, with no gap).
 #![forbid(unsafe_code)]
 
 mod io;
@@ -50,6 +52,9 @@ pub const UPSTREAM_HEADER: &str = "x-mock-upstream";
 pub const SLOW_SSE_GAP: Duration = Duration::from_millis(200);
 /// Number of events for `x-mock-behavior: slow-sse` (before `data: [DONE]`).
 pub const SLOW_SSE_EVENTS: usize = 10;
+
+/// Most events `x-mock-behavior: events:N` streams.
+pub const MAX_BENCH_EVENTS: usize = 100_000;
 
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
@@ -396,7 +401,9 @@ fn sse_response(
     gap: Duration,
     abort_after: Option<usize>,
 ) -> Response<RespBody> {
-    let (tx, rx) = mpsc::channel(4);
+    // Capacity 1: the connection task finds at most one event ready, so each event leaves in
+    // its own write, as a model server sends tokens (the load benchmark's token-stream shape).
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         for (i, ev) in events.into_iter().enumerate() {
             if abort_after == Some(i) {
@@ -522,6 +529,11 @@ async fn handle(
     }
     if let Some(on_upgrade) = upgrade {
         return Ok(websocket(&state, &rec, on_upgrade));
+    }
+    if let Some(n) = behavior.strip_prefix("events:") {
+        let n = n.trim().parse::<usize>().unwrap_or(0).min(MAX_BENCH_EVENTS);
+        let events = shapes::bench_stream(&state.next_id("chatcmpl-"), n);
+        return Ok(sse_response(&state, ctl, events, Duration::ZERO, None));
     }
     let stream = match behavior {
         "slow-sse" => Some((SLOW_SSE_GAP, None, SLOW_SSE_EVENTS)),

@@ -50,6 +50,29 @@ fn sse_event(name: &str, v: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
 }
 
+/// `n` compact `chat.completion.chunk` events of about 100 bytes (a role, one token each, a
+/// finish), then `data: [DONE]`: the load benchmark's token stream.
+pub(crate) fn bench_stream(id: &str, n: usize) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        let delta = if i == 0 {
+            json!({"role": "assistant", "content": ""})
+        } else {
+            json!({"content": format!(" w{i}")})
+        };
+        let choice = if i + 1 == n {
+            json!({"delta": delta, "finish_reason": "stop"})
+        } else {
+            json!({"delta": delta})
+        };
+        out.push(sse_data(&json!({
+            "id": id, "object": "chat.completion.chunk", "choices": [choice]
+        })));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
 /// `chat.completion.chunk` events ending with `data: [DONE]`.
 pub(crate) fn chat_stream(
     id: &str,

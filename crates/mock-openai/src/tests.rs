@@ -428,3 +428,29 @@ async fn other_paths_answer_ok_with_path() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["path"], "/v1/whatever/x?q=1");
 }
+
+#[tokio::test]
+async fn bench_events_stream_n_compact_chunks_then_done() {
+    let mock = MockUpstream::start("m").await;
+    let (resp, closed) = raw(
+        &mock,
+        &post("/v1/chat/completions", "x-mock-behavior: events:300\r\n", "{}"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(closed);
+    let (head, body) = split_response(&resp);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    let text = String::from_utf8(dechunk(&body)).unwrap();
+    let events: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(events.len(), 301);
+    assert_eq!(events[300], "data: [DONE]");
+    for e in &events[..300] {
+        let v: Value = serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(v["object"], "chat.completion.chunk");
+        assert!((90..=140).contains(&(e.len() + 2)), "{} bytes: {e}", e.len() + 2);
+    }
+    assert!(events[1].contains("\" w1\""));
+    assert!(events[299].contains("\"finish_reason\":\"stop\""));
+}
