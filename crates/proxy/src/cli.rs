@@ -177,14 +177,14 @@ fn serve(path: Option<PathBuf>) -> i32 {
         }
     };
     init_logging(config.log_format, config.log_level.as_deref());
-    let mut builder = if config.workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if config.workers > 1 {
-            b.worker_threads(config.workers);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = match runtime_threads(config.workers, cpus) {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
         }
-        b
     };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
@@ -199,6 +199,21 @@ fn serve(path: Option<PathBuf>) -> i32 {
             eprintln!("residency-proxy: {e}");
             1
         }
+    }
+}
+
+/// The runtime for `workers` on `cpus` available CPUs (affinity mask and cgroup quota, as
+/// `available_parallelism` reads them): `None` for a current-thread runtime, `Some(n)` for a
+/// multi-thread runtime with `n` workers. `workers = 0` (the default) takes one worker per CPU,
+/// except on one CPU: there a multi-thread runtime with one worker still hands every task
+/// through its shared queue and wakes the worker across threads, and measured ~15% slower than
+/// the current-thread runtime (benches/load, `--shape runtime`).
+fn runtime_threads(workers: usize, cpus: usize) -> Option<usize> {
+    match workers {
+        0 if cpus <= 1 => None,
+        0 => Some(cpus),
+        1 => None,
+        n => Some(n),
     }
 }
 
@@ -246,4 +261,19 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_threads;
+
+    #[test]
+    fn workers_zero_picks_current_thread_on_one_cpu_and_one_worker_per_cpu_otherwise() {
+        assert_eq!(runtime_threads(0, 1), None);
+        assert_eq!(runtime_threads(0, 0), None);
+        assert_eq!(runtime_threads(0, 2), Some(2));
+        assert_eq!(runtime_threads(0, 8), Some(8));
+        assert_eq!(runtime_threads(1, 8), None);
+        assert_eq!(runtime_threads(3, 1), Some(3));
+    }
 }

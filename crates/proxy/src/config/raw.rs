@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub struct RawConfig {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
-    /// Runtime worker threads; 0 or absent: one per CPU the process may run on. 1 runs a
+    /// Runtime worker threads; 0 or absent: one per CPU the process may run on, and a
+    /// single-threaded runtime when that is one CPU (taskset, cgroup limit). 1 runs a
     /// single-threaded runtime (lowest overhead when the proxy is pinned to one core).
     pub workers: Option<usize>,
     #[serde(default)]
