@@ -303,6 +303,24 @@ fn diff_of_a_catalog_edited_in_one_cell_names_exactly_that_change() {
     );
     assert!(!text.contains("newly refused"), "{text}");
 
+    // A region fact that changes no decision (where eu traffic goes) is listed, exit 0.
+    let moved = edited_catalog(&dir, "host.json", |v| {
+        let eu = v["regions"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["id"] == "eu")
+            .unwrap();
+        eu["host"] = "eu2.api.openai.com".into();
+    });
+    let o = run(&["catalog", "diff", seed, moved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("  eu: host eu.api.openai.com -> eu2.api.openai.com\n"),
+        "{}",
+        stdout(&o)
+    );
+
     // The same catalog twice, and a copy with only its provenance changed: no change, exit 0.
     let o = run(&["catalog", "diff", seed, seed]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));

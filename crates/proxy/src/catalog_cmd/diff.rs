@@ -173,6 +173,58 @@ pub fn count(changes: &Changes, allowed: bool) -> usize {
         .sum()
 }
 
+/// Region facts that change no decision of a request but matter to an operator (where traffic
+/// goes, which retention a project may use, image approval, processing): `region: what`.
+pub fn region_changes(old: &Catalog, new: &Catalog) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &old.regions {
+        if new.region(&r.id).is_none() {
+            out.push(format!("{}: removed", r.id));
+        }
+    }
+    for n in &new.regions {
+        let Some(o) = old.region(&n.id) else {
+            out.push(format!("{}: added (host {})", n.id, n.host));
+            continue;
+        };
+        let mut facts: Vec<String> = Vec::new();
+        if o.host != n.host {
+            facts.push(format!("host {} -> {}", o.host, n.host));
+        }
+        for (name, a, b) in [
+            (
+                "regional_processing",
+                o.regional_processing,
+                n.regional_processing,
+            ),
+            (
+                "requires_mam_or_zdr",
+                o.requires_mam_or_zdr,
+                n.requires_mam_or_zdr,
+            ),
+            (
+                "image_inputs_default",
+                o.image_inputs_default,
+                n.image_inputs_default,
+            ),
+        ] {
+            if a != b {
+                facts.push(format!("{name} {a} -> {b}"));
+            }
+        }
+        let (mut os, mut ns) = (o.sources.clone(), n.sources.clone());
+        os.sort();
+        ns.sort();
+        if os != ns {
+            facts.push(format!("sources [{}] -> [{}]", os.join(", "), ns.join(", ")));
+        }
+        if !facts.is_empty() {
+            out.push(format!("{}: {}", n.id, facts.join("; ")));
+        }
+    }
+    out
+}
+
 pub fn text(old: &Catalog, new: &Catalog, per: &str, changes: &Changes, all: &[Scope]) -> String {
     let mut out = format!(
         "catalog diff: {} ({}) -> {} ({}), per {per}\n",
@@ -180,6 +232,15 @@ pub fn text(old: &Catalog, new: &Catalog, per: &str, changes: &Changes, all: &[S
     );
     if changes.is_empty() {
         out.push_str("no change: every (operation, model) is allowed or refused as before\n");
+    }
+    let regions = region_changes(old, new);
+    if !regions.is_empty() {
+        out.push_str("\nregion facts that change no decision (routing, retention, provenance):\n");
+        for r in regions {
+            out.push_str(&format!("  {r}\n"));
+        }
+    }
+    if changes.is_empty() {
         return out;
     }
     for allowed in [true, false] {
@@ -232,10 +293,12 @@ pub fn json(old: &Catalog, new: &Catalog, changes: &Changes) -> Value {
         "new": {"edition": new.edition, "date": new.date},
         "allowed": list(true),
         "refused": list(false),
+        "regions": region_changes(old, new),
     })
 }
 
-/// The command: exit 0 when nothing changes, 1 when something does, 2 on unusable input.
+/// The command: exit 0 when no (operation, model, scope) flips, 1 when one does, 2 on unusable
+/// input. Region facts are listed but do not change the exit code.
 pub fn run(old: &str, new: &str, config: Option<&std::path::Path>, format: &str) -> i32 {
     let (old_c, new_c) = match (super::load_catalog(old), super::load_catalog(new)) {
         (Ok(o), Ok(n)) => (o, n),
