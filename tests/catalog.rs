@@ -151,6 +151,31 @@ fn show_for_a_configured_project_agrees_with_explain() {
         ["dall-e-3"]
     );
 
+    // RESIDENCY_CONFIG stands in for --config; an explicit --catalog takes precedence over it.
+    let with_env = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("RESIDENCY_CONFIG", cfg_s)
+            .output()
+            .unwrap()
+    };
+    let o = with_env(&["catalog", "show", "--project", "us-mam"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("project \"us-mam\""), "{}", stdout(&o));
+    let seed = seed_catalog();
+    let o = with_env(&[
+        "catalog",
+        "show",
+        "--catalog",
+        seed.to_str().unwrap(),
+        "--region",
+        "jp",
+        "--retention",
+        "zdr",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("project \"jp/zdr\""), "{}", stdout(&o));
+
     // A project that is not configured.
     let o = run(&["catalog", "show", "--config", cfg_s, "--project", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));

@@ -63,8 +63,9 @@ enum CatalogCommand {
     /// Every operation allowed or refused for one project, with the refusing rule, the
     /// eligible models and the body markers; from the same decision code the proxy runs.
     Show {
-        /// A config file; with --project.
-        #[arg(long, env = "RESIDENCY_CONFIG", conflicts_with = "catalog")]
+        /// A config file; with --project. (--catalog, when given, takes precedence over a
+        /// config named by RESIDENCY_CONFIG.)
+        #[arg(long, env = "RESIDENCY_CONFIG")]
         config: Option<PathBuf>,
         /// The configured project to show.
         #[arg(long, requires = "config")]

@@ -223,8 +223,8 @@ pub fn run(
     retention: Option<&str>,
     format: &str,
 ) -> i32 {
-    let (catalog, project) = match (config, catalog) {
-        (Some(path), None) => {
+    let (catalog, project) = match (catalog, config) {
+        (None, Some(path)) => {
             let config = match super::load_config(path) {
                 Ok(c) => c,
                 Err(p) => return super::print_problems(&p),
@@ -247,7 +247,7 @@ pub fn run(
             let p = config.projects.projects[i].clone();
             ((*config.catalog).clone(), p)
         }
-        (None, Some(file)) => {
+        (Some(file), _) => {
             let catalog = match super::load_catalog(file) {
                 Ok(c) => c,
                 Err(p) => return super::print_problems(&p),
