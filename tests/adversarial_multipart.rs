@@ -431,10 +431,11 @@ async fn batch_uploads_are_read_once_or_refused() {
             Some((400, "invalid_body")),
         ),
         (
+            // Issue 10: refused for its coding (415), not by chance of the gzip bytes.
             "gzip-encoded upload",
             vec![("Content-Encoding", "gzip")],
             gz,
-            Some((400, "invalid_body")),
+            Some((415, "unsupported_content_encoding")),
         ),
     ];
     for (name, extra, body, refusal) in cases {

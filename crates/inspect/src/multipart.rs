@@ -54,6 +54,11 @@ pub fn boundary_from_content_type(content_type: &str) -> Result<&str, MultipartE
                 ParamValue::Quoted(_) => return Err(MultipartError::BadBoundary),
             };
             boundary = Some(value);
+        } else if !(name.eq_ignore_ascii_case("charset") && is_utf8_label(&value)) {
+            // Starlette + python-multipart decode the form's fields by `charset` (utf-7 turns
+            // `+AGI-atch` into `batch`); we read UTF-8. Anything but a boundary and
+            // charset=utf-8 could be read another way.
+            return Err(MultipartError::Parameter);
         }
     }
     let b = boundary.ok_or(MultipartError::BadBoundary)?;
@@ -61,6 +66,33 @@ pub fn boundary_from_content_type(content_type: &str) -> Result<&str, MultipartE
         return Err(MultipartError::BadBoundary);
     }
     Ok(b)
+}
+
+/// `utf-8` in any case, as a token or quoted.
+fn is_utf8_label(v: &ParamValue<'_>) -> bool {
+    match v {
+        ParamValue::Token(t) | ParamValue::Quoted(t) => t.eq_ignore_ascii_case("utf-8"),
+    }
+}
+
+/// A part's `Content-Type` may name no charset other than UTF-8: a server decoding a text
+/// field by it would read another value than the bytes we checked.
+pub fn part_charset_ok(content_type: &str) -> bool {
+    let mut params = content_type.split(';');
+    params.next();
+    params.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim_matches(is_ows).eq_ignore_ascii_case("charset") => v
+            .trim_matches(is_ows)
+            .trim_matches('"')
+            .eq_ignore_ascii_case("utf-8"),
+        _ => !p.to_ascii_lowercase().contains("charset"),
+    })
+}
+
+/// RFC 7578 §4.6: a `_charset_` field sets the charset of the other fields for servers that
+/// honour it. Refused: we read them as UTF-8.
+pub fn is_charset_field(name: &str) -> bool {
+    name.eq_ignore_ascii_case("_charset_")
 }
 
 fn is_ows(c: char) -> bool {
@@ -157,6 +189,8 @@ impl<'a> MultipartScan<'a> {
 pub enum MultipartError {
     NotMultipart,
     BadBoundary,
+    /// A `Content-Type` parameter other than `boundary` and `charset=utf-8`.
+    Parameter,
     Malformed(&'static str, usize),
     AmbiguousName(usize),
     DuplicateField(String),
@@ -168,6 +202,10 @@ impl std::fmt::Display for MultipartError {
         match self {
             MultipartError::NotMultipart => write!(f, "content type is not multipart/form-data"),
             MultipartError::BadBoundary => write!(f, "missing or invalid multipart boundary"),
+            MultipartError::Parameter => write!(
+                f,
+                "multipart/form-data takes only a boundary (and charset=utf-8) parameter"
+            ),
             MultipartError::Malformed(what, at) => write!(f, "malformed multipart body at byte {at}: {what}"),
             MultipartError::AmbiguousName(at) => write!(f, "ambiguous form field name at byte {at}"),
             MultipartError::DuplicateField(n) => write!(f, "form field {n:?} appears more than once"),
@@ -323,6 +361,12 @@ fn scan_part<'a>(
             if content_type.is_some() {
                 return Err(MultipartError::Malformed("repeated Content-Type", line_start));
             }
+            if !part_charset_ok(value) {
+                return Err(MultipartError::Malformed(
+                    "a part charset other than UTF-8",
+                    line_start,
+                ));
+            }
             content_type = Some(value);
         }
         line_start = line_end + 2;
@@ -331,6 +375,9 @@ fn scan_part<'a>(
         return Err(MultipartError::AmbiguousName(start));
     };
     let (name, filename) = parse_disposition(disposition, at)?;
+    if is_charset_field(name) {
+        return Err(MultipartError::Malformed("a _charset_ field", at));
+    }
     Ok((
         Part {
             name: Cow::Borrowed(name),
@@ -461,9 +508,23 @@ mod tests {
             Ok("a b:c")
         );
         assert_eq!(
-            boundary_from_content_type("multipart/form-data; charset=utf-8; boundary=----x123; x=\"y;z\""),
+            boundary_from_content_type("multipart/form-data; charset=UTF-8; boundary=----x123"),
             Ok("----x123")
         );
+        // Only a boundary and charset=utf-8: a server decoding fields by another charset
+        // (Starlette: utf-7 reads `+AGI-atch` as `batch`) reads another form.
+        for ct in [
+            "multipart/form-data; charset=utf-8; boundary=----x123; x=\"y;z\"",
+            "multipart/form-data; boundary=B; charset=utf-7",
+            "multipart/form-data; boundary=B; charset=\"latin1\"",
+            "multipart/form-data; boundary=B; charset*=utf-8''",
+        ] {
+            assert_eq!(
+                boundary_from_content_type(ct),
+                Err(MultipartError::Parameter),
+                "{ct}"
+            );
+        }
         assert_eq!(
             boundary_from_content_type("multipart/form-data ; boundary = abc ;"),
             Ok("abc")

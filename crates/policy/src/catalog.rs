@@ -184,6 +184,8 @@ pub struct Operation {
 pub struct BatchInput {
     pub purpose_field: String,
     pub purpose_value: String,
+    /// The purposes accepted, exactly; `purpose_value` is one of them.
+    pub purposes: Vec<String>,
     pub file_field: String,
     pub method_field: String,
     pub url_field: String,

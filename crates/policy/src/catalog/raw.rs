@@ -258,6 +258,9 @@ pub struct RawOperation {
 pub struct RawBatchInput {
     pub purpose_field: String,
     pub purpose_value: String,
+    /// Every purpose the upload may name, exactly (case and spaces included); any other value
+    /// is refused, so `Batch` or ` batch` cannot skip the batch check.
+    pub purposes: Vec<String>,
     pub file_field: String,
     /// Where each line names its request: the method, the path and the body's members.
     pub method_field: String,

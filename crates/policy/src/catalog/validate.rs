@@ -556,6 +556,14 @@ fn operation_of(
             "markers are only looked for in json bodies",
         );
     }
+    if let Some(b) = &o.batch_input {
+        if !b.purposes.contains(&b.purpose_value) {
+            cx.problem(
+                format!("{place}.batch_input.purposes"),
+                format!("must list the purpose_value \"{}\"", b.purpose_value),
+            );
+        }
+    }
     let mut specs = Vec::with_capacity(o.markers.len());
     for (k, name) in o.markers.iter().enumerate() {
         match markers.get(name.as_str()) {
@@ -589,6 +597,7 @@ fn operation_of(
         batch_input: o.batch_input.as_ref().map(|b| crate::catalog::BatchInput {
             purpose_field: b.purpose_field.clone(),
             purpose_value: b.purpose_value.clone(),
+            purposes: b.purposes.clone(),
             file_field: b.file_field.clone(),
             method_field: b.method_field.clone(),
             url_field: b.url_field.clone(),

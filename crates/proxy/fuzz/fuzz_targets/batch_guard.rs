@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let spec = BatchSpec {
         purpose_field: "purpose".into(),
         purpose_value: "batch".into(),
+        purposes: vec!["batch".into(), "assistants".into()],
         file_field: "file".into(),
         max_line: 1024,
         max_held: 1 << 20,

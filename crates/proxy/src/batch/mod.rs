@@ -30,6 +30,8 @@ use tokio::sync::oneshot;
 pub struct BatchSpec {
     pub purpose_field: String,
     pub purpose_value: String,
+    /// Every purpose accepted, exactly; another value is refused.
+    pub purposes: Vec<String>,
     pub file_field: String,
     /// Longest line checked; longer lines are refused (in a batch upload).
     pub max_line: usize,
@@ -165,6 +167,19 @@ impl BatchChecker {
             Event::PartEnd => {
                 if self.current == Some(Current::Purpose) {
                     self.purpose_done = true;
+                    // Exactly a known purpose or nothing: `Batch` or ` batch` could be read
+                    // as `batch` by a lenient upstream and skip the line checks here.
+                    let known = self
+                        .purpose
+                        .as_deref()
+                        .is_some_and(|p| self.spec.purposes.iter().any(|k| k == p));
+                    if !known && self.malformed.is_none() {
+                        self.malformed = Some(format!(
+                            "the {:?} part is not exactly one of: {}",
+                            self.spec.purpose_field,
+                            self.spec.purposes.join(", ")
+                        ));
+                    }
                 }
                 if self.current == Some(Current::File) && !self.line.is_empty() {
                     let line = std::mem::take(&mut self.line);
@@ -460,6 +475,9 @@ mod tests {
         BatchSpec {
             purpose_field: "purpose".into(),
             purpose_value: "batch".into(),
+            purposes: ["batch", "assistants", "fine-tune", "user_data"]
+                .map(String::from)
+                .to_vec(),
             file_field: "file".into(),
             max_line: 1024,
             max_held: 4096,
@@ -521,6 +539,16 @@ mod tests {
         assert!(verdict(&upload("fine-tune", "{\"bad\":1}", true), 5).is_ok());
         assert!(verdict(&upload("fine-tune", "{\"bad\":1}", false), 5).is_ok());
         assert!(verdict(&upload("batch", "{\"ok\":1}\r\n{\"ok\":2}\r\n", false), 5).is_ok());
+    }
+
+    #[test]
+    fn a_purpose_that_is_not_exactly_known_is_refused() {
+        for p in ["Batch", " batch", "batch ", "batch\t", "", "batches"] {
+            for first in [true, false] {
+                let e = verdict(&upload(p, "{\"bad\":1}", first), 7).unwrap_err();
+                assert!(e.contains("not exactly one of"), "{p:?}: {e}");
+            }
+        }
     }
 
     #[test]

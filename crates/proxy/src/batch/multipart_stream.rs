@@ -165,6 +165,13 @@ fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
         {
             return Err("a multipart part has a Content-Transfer-Encoding".into());
         }
+        // As in `inspect::scan_multipart`: a part charset other than UTF-8 could make a
+        // server read another `purpose` than the one we checked.
+        if name.trim().eq_ignore_ascii_case("content-type")
+            && !inspect::multipart::part_charset_ok(value.trim())
+        {
+            return Err("a multipart part names a charset other than UTF-8".into());
+        }
         if name.trim().eq_ignore_ascii_case("content-disposition")
             && disposition.replace(value.trim()).is_some()
         {
@@ -224,7 +231,12 @@ fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
     if name_like != 1 {
         return Err("a multipart part names its field ambiguously".into());
     }
-    Ok((name.ok_or("a multipart part has no field name")?, filename))
+    let name = name.ok_or("a multipart part has no field name")?;
+    // RFC 7578 §4.6: `_charset_` would set the other fields' charset for servers that honour it.
+    if inspect::multipart::is_charset_field(&name) {
+        return Err("a multipart _charset_ field".into());
+    }
+    Ok((name, filename))
 }
 
 #[cfg(test)]

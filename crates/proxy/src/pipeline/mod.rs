@@ -244,6 +244,17 @@ pub fn batch_checker(
     headers: &HeaderMap,
     spec: &policy::BatchInput,
 ) -> Result<batch::BatchChecker, Stop> {
+    // The checker reads the bytes as they come: a coded body would be read as its coding's
+    // bytes while the upstream decodes it (a gzip header can hold a good form, its data a bad
+    // batch). Refused rather than decoded: the upload streams and is never buffered.
+    let mut codings = headers.get_all(http::header::CONTENT_ENCODING).iter();
+    if let Some(coding) = codings.next() {
+        if codings.next().is_some() || !coding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity") {
+            return Err(
+                ProxyError::UnsupportedEncoding(String::from_utf8_lossy(coding.as_bytes()).into_owned()).into(),
+            );
+        }
+    }
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -258,6 +269,7 @@ pub fn batch_checker(
     let limits = batch::BatchSpec {
         purpose_field: spec.purpose_field.clone(),
         purpose_value: spec.purpose_value.clone(),
+        purposes: spec.purposes.clone(),
         file_field: spec.file_field.clone(),
         max_line: max,
         max_held: max,
