@@ -250,9 +250,10 @@ pub fn batch_checker(
     let mut codings = headers.get_all(http::header::CONTENT_ENCODING).iter();
     if let Some(coding) = codings.next() {
         if codings.next().is_some() || !coding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity") {
-            return Err(
-                ProxyError::UnsupportedEncoding(String::from_utf8_lossy(coding.as_bytes()).into_owned()).into(),
-            );
+            return Err(ProxyError::UnsupportedEncoding(
+                String::from_utf8_lossy(coding.as_bytes()).into_owned(),
+            )
+            .into());
         }
     }
     let ct = headers
