@@ -94,6 +94,7 @@ fn show_for_a_configured_project_agrees_with_explain() {
 
     let chat = op(&v, "POST", "/v1/chat/completions");
     assert_eq!(chat["decision"], "allow");
+    assert_eq!(strings(&chat["sources"]), ["seed-004"]);
     assert!(strings(&chat["models"]).contains(&"gpt-4o-2024-08-06"));
     assert!(!strings(&chat["models"]).contains(&"gpt-4o"));
     // Under ZDR an absent store on /v1/responses is rewritten.

@@ -20,6 +20,8 @@ pub struct Row {
     pub models: Option<Vec<String>>,
     /// (marker, allowed, refusing rule).
     pub markers: Vec<(&'static str, bool, Option<&'static str>)>,
+    /// The source ids of the endpoint row (provenance).
+    pub sources: Vec<String>,
 }
 
 impl Row {
@@ -101,6 +103,7 @@ fn row(catalog: &Catalog, project: &Project, e: &OpEligibility) -> Row {
         method: op.method.clone(),
         path: op.template.clone(),
         endpoint: catalog.endpoint_of(e.op).id.clone(),
+        sources: catalog.endpoint_of(e.op).sources.clone(),
         decision,
         rules,
         models,
@@ -202,6 +205,7 @@ pub fn json(catalog: &Catalog, project: &Project, rows: &[Row]) -> Value {
                 "method": r.method,
                 "path": r.path,
                 "endpoint": r.endpoint,
+                "sources": r.sources,
                 "decision": r.decision,
                 "rules": r.rules,
                 "any_model": any,
