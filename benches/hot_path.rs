@@ -11,8 +11,8 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use inspect::{scan_json, JsonScan, JsonSpec, Marker, Splice, Value};
-use policy::{Catalog, Facts, FieldValue, Mode, OpId, Project, Retention, StoreMode};
+use inspect::{scan_json_checked, JsonScan, JsonSpec, Other, PathCheck, Splice, Value};
+use policy::{Catalog, CheckFacts, Facts, FieldValue, Mode, OpId, OtherValue, Project, Retention, StoreMode};
 use std::collections::HashMap;
 use std::hint::black_box;
 
@@ -24,14 +24,27 @@ const FIELDS: &[&str] = &[
     "background",
     "web_search_options",
 ];
-const MARKERS: &[Marker<'static>] = &[
-    Marker {
+/// The chat plan's body checks (catalog `body_checks`), checked against the catalog below.
+const CHECKS: &[PathCheck<'static>] = &[
+    PathCheck {
+        path: &["tools", "[]"],
         key: "type",
-        values: &["image_url", "input_image"],
+        values: &["custom", "function"],
     },
-    Marker {
+    PathCheck {
+        path: &["messages", "[]", "content", "[]"],
         key: "type",
-        values: &["web_search", "web_search_preview"],
+        values: &["text", "refusal", "input_audio"],
+    },
+    PathCheck {
+        path: &["messages", "[]", "content", "[]", "file"],
+        key: "file_id",
+        values: &[],
+    },
+    PathCheck {
+        path: &["messages", "[]"],
+        key: "audio",
+        values: &[],
     },
 ];
 
@@ -77,9 +90,24 @@ fn policy_ctx() -> Option<PolicyCtx> {
         .iter()
         .map(|f| FIELDS.iter().position(|n| n == f))
         .collect();
-    // The facts' markers are `markers_hit` in plan order: image input, then web search.
-    let roles: Vec<String> = plan.markers.iter().map(|m| format!("{:?}", m.role)).collect();
-    assert_eq!(roles.len(), MARKERS.len(), "chat plan markers changed: {roles:?}");
+    // The facts' checks are the scan's in plan order.
+    assert!(plan.markers.is_empty());
+    let checks: Vec<(Vec<&str>, &str, Vec<&str>)> = plan
+        .checks
+        .iter()
+        .map(|c| {
+            (
+                c.path.iter().map(String::as_str).collect(),
+                c.key.as_str(),
+                c.values.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let consts: Vec<(Vec<&str>, &str, Vec<&str>)> = CHECKS
+        .iter()
+        .map(|c| (c.path.to_vec(), c.key, c.values.to_vec()))
+        .collect();
+    assert_eq!(checks, consts, "chat plan checks changed");
     let project = Project {
         name: "bench".into(),
         region: "eu".into(),
@@ -120,21 +148,34 @@ fn decide(ctx: &PolicyCtx, scan: &JsonScan<'_>) -> policy::Decision {
             *slot = field_value(&f.value);
         }
     }
+    let mut checks = [CheckFacts::default(); 4];
+    for (slot, h) in checks.iter_mut().zip(&scan.checks) {
+        *slot = CheckFacts {
+            seen: h.seen,
+            other: h.other.as_ref().map(|o| match o {
+                Other::String(s) => OtherValue::String(s),
+                Other::NotString => OtherValue::NotString,
+            }),
+            absent: h.absent,
+        };
+    }
     let facts = Facts {
         fields: &fields[..ctx.plan_fields.len()],
         markers: &scan.markers_hit,
+        checks: &checks[..scan.checks.len()],
     };
     policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts)
 }
 
 /// (a): scan, decide (when available), splice `store` to `false`, apply.
 fn inspect_path(body: &Bytes, ctx: Option<&PolicyCtx>) -> usize {
-    let scan = scan_json(
+    let scan = scan_json_checked(
         body,
         &JsonSpec {
             fields: FIELDS,
-            markers: MARKERS,
+            markers: &[],
         },
+        CHECKS,
     )
     .expect("valid body");
     if let Some(ctx) = ctx {
@@ -195,12 +236,13 @@ fn hot_path(c: &mut Criterion) {
     }
     if let Some(ctx) = &ctx {
         let body = chat_body(1 << 10);
-        let scan = scan_json(
+        let scan = scan_json_checked(
             &body,
             &JsonSpec {
                 fields: FIELDS,
-                markers: MARKERS,
+                markers: &[],
             },
+            CHECKS,
         )
         .unwrap();
         let d = decide(ctx, &scan);

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
 
+use crate::paths::{Other, PathCheck, PathHits, Table, EACH};
 use crate::pow10::POW10;
 
 /// What a caller wants out of a body.
@@ -69,6 +70,8 @@ pub struct JsonScan<'a> {
     pub fields: Vec<Field<'a>>,
     /// `markers_hit[i]` is true when `JsonSpec::markers[i]` matched somewhere.
     pub markers_hit: Vec<bool>,
+    /// `checks[i]`: what [`scan_json_checked`]'s `checks[i]` found (empty for [`scan_json`]).
+    pub checks: Vec<PathHits<'a>>,
 }
 
 impl<'a> JsonScan<'a> {
@@ -99,6 +102,8 @@ pub enum JsonErrorKind {
     TrailingData,
     /// The duplicated key, unescaped.
     DuplicateKey(String),
+    /// The caller's path checks exceed [`crate::paths::MAX_POSITIONS`] (not the body's fault).
+    TooManyChecks,
 }
 
 impl std::fmt::Display for JsonError {
@@ -116,6 +121,7 @@ impl std::fmt::Display for JsonError {
             JsonErrorKind::TooDeep => write!(f, "JSON nested too deeply at byte {}", self.offset),
             JsonErrorKind::TrailingData => write!(f, "data after the JSON object at byte {}", self.offset),
             JsonErrorKind::DuplicateKey(k) => write!(f, "duplicate key {k:?} at byte {}", self.offset),
+            JsonErrorKind::TooManyChecks => write!(f, "too many path checks for one scan"),
         }
     }
 }
@@ -131,6 +137,20 @@ const LARGE_OBJECT: usize = 16;
 
 /// Scans `body` as one JSON object. See the module contract.
 pub fn scan_json<'a>(body: &'a [u8], spec: &JsonSpec<'_>) -> Result<JsonScan<'a>, JsonError> {
+    scan_json_checked(body, spec, &[])
+}
+
+/// [`scan_json`], also answering `checks` (see [`crate::paths`]) in the same single pass.
+pub fn scan_json_checked<'a>(
+    body: &'a [u8],
+    spec: &JsonSpec<'_>,
+    checks: &[PathCheck<'_>],
+) -> Result<JsonScan<'a>, JsonError> {
+    let table = if checks.is_empty() {
+        None
+    } else {
+        Some(Table::new(checks).ok_or_else(|| err(0, JsonErrorKind::TooManyChecks))?)
+    };
     if body.is_empty() {
         return Err(err(0, JsonErrorKind::Empty));
     }
@@ -140,7 +160,7 @@ pub fn scan_json<'a>(body: &'a [u8], spec: &JsonSpec<'_>) -> Result<JsonScan<'a>
     let open = skip_ws(body, 0);
     match body.get(open) {
         None => Err(err(open, JsonErrorKind::Empty)),
-        Some(b'{') => Scanner::new(body, spec).run(open),
+        Some(b'{') => Scanner::new(body, spec, checks, table.as_ref()).run(open),
         Some(_) => Err(err(open, JsonErrorKind::NotAnObject)),
     }
 }
@@ -181,6 +201,14 @@ struct Frame {
     arena_base: usize,
     /// Index into `Scanner::maps` once the object is large.
     map: Option<usize>,
+    /// Path-check positions live in this container (see [`crate::paths`]).
+    alive: u64,
+    /// For an array: the positions of its elements.
+    elem: u64,
+    /// For an object: the checks (by bit) that read one of its members, and of those the ones
+    /// whose member has not been seen yet.
+    objs: u64,
+    unseen: u64,
 }
 
 /// Hasher for keys that are already hashes.
@@ -225,6 +253,9 @@ struct Scanner<'a, 's> {
     fields: Vec<Field<'a>>,
     markers_hit: Vec<bool>,
     pending: Option<PendingField>,
+    checks: &'s [PathCheck<'s>],
+    table: Option<&'s Table>,
+    hits: Vec<PathHits<'a>>,
 }
 
 /// A scanned string literal.
@@ -237,7 +268,12 @@ struct StrLit<'a> {
 }
 
 impl<'a, 's> Scanner<'a, 's> {
-    fn new(body: &'a [u8], spec: &'s JsonSpec<'s>) -> Self {
+    fn new(
+        body: &'a [u8],
+        spec: &'s JsonSpec<'s>,
+        checks: &'s [PathCheck<'s>],
+        table: Option<&'s Table>,
+    ) -> Self {
         Scanner {
             body,
             spec,
@@ -251,6 +287,9 @@ impl<'a, 's> Scanner<'a, 's> {
             fields: Vec::with_capacity(spec.fields.len()),
             markers_hit: vec![false; spec.markers.len()],
             pending: None,
+            checks,
+            table,
+            hits: vec![PathHits::default(); checks.len()],
         }
     }
 
@@ -258,7 +297,8 @@ impl<'a, 's> Scanner<'a, 's> {
         let b = self.body;
         let object_start = open + 1;
         let mut empty = true;
-        self.push(true, open)?;
+        let root = self.table.map_or(0, |t| t.first);
+        self.push(true, open, root)?;
         let mut i = open + 1;
         let mut first = true;
         loop {
@@ -291,6 +331,11 @@ impl<'a, 's> Scanner<'a, 's> {
                 i = skip_ws(b, i + 1);
             }
             let mut member_key: Option<KeyRef> = None;
+            // Path-check positions of the value, and the checks it answers.
+            let (mut child, mut targets) = (0u64, 0u64);
+            if !is_object {
+                child = self.stack.last().map_or(0, |f| f.elem);
+            }
             if is_object {
                 if b.get(i) != Some(&b'"') {
                     return Err(syntax(i, "expected a string key"));
@@ -313,6 +358,11 @@ impl<'a, 's> Scanner<'a, 's> {
                     }
                 };
                 self.add_key(key, key_start)?;
+                if let Some(t) = self.table {
+                    if self.stack.last().is_some_and(|f| f.alive != 0) {
+                        (child, targets) = self.follow(t, key);
+                    }
+                }
                 i = skip_ws(b, lit.end);
                 if b.get(i) != Some(&b':') {
                     return Err(syntax(i, "expected ':'"));
@@ -336,9 +386,12 @@ impl<'a, 's> Scanner<'a, 's> {
                 return Err(syntax(i, "unexpected end of input"));
             };
             let value_start = i;
+            if targets != 0 && c != b'"' {
+                self.answer(targets, if c == b'n' { None } else { Some(Other::NotString) });
+            }
             let value = match c {
                 b'{' | b'[' => {
-                    self.push(c == b'{', i)?;
+                    self.push(c == b'{', i, child)?;
                     i += 1;
                     first = true;
                     continue;
@@ -346,6 +399,9 @@ impl<'a, 's> Scanner<'a, 's> {
                 b'"' => {
                     let lit = scan_string(b, i + 1)?;
                     i = lit.end;
+                    if targets != 0 {
+                        self.answer_string(targets, &lit);
+                    }
                     if let Some(key) = member_key {
                         if !self.spec.markers.is_empty() {
                             self.check_markers(key, &lit);
@@ -410,19 +466,129 @@ impl<'a, 's> Scanner<'a, 's> {
             empty,
             fields: self.fields,
             markers_hit: self.markers_hit,
+            checks: self.hits,
         })
     }
 
+    /// For a member `key` of the innermost object: the positions its value reaches, and the
+    /// checks (by bit) it answers.
     #[inline]
-    fn push(&mut self, is_object: bool, at: usize) -> Result<(), JsonError> {
+    fn follow(&mut self, t: &Table, key: KeyRef) -> (u64, u64) {
+        let Some(f) = self.stack.last() else {
+            return (0, 0);
+        };
+        let (alive, objs) = (f.alive, f.objs);
+        let kb = self.key_bytes(key);
+        let mut child = 0u64;
+        let mut m = alive & !t.last;
+        while m != 0 {
+            let p = m.trailing_zeros();
+            m &= m - 1;
+            if let Some(step) = t.next_step(self.checks, p) {
+                if step != EACH && same_key(step.as_bytes(), kb) {
+                    child |= 1 << (p + 1);
+                }
+            }
+        }
+        let mut targets = 0u64;
+        let mut m = objs;
+        while m != 0 {
+            let c = m.trailing_zeros();
+            m &= m - 1;
+            if self
+                .checks
+                .get(c as usize)
+                .is_some_and(|chk| same_key(chk.key.as_bytes(), kb))
+            {
+                targets |= 1 << c;
+            }
+        }
+        if let Some(f) = self.stack.last_mut() {
+            f.unseen &= !targets;
+        }
+        (child, targets)
+    }
+
+    /// Records a non-string value (None: `null`) for the checks in `targets`.
+    fn answer(&mut self, targets: u64, other: Option<Other<'a>>) {
+        let mut m = targets;
+        while m != 0 {
+            let c = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(h) = self.hits.get_mut(c) {
+                match &other {
+                    None => h.absent = true,
+                    Some(o) => {
+                        if h.other.is_none() {
+                            h.other = Some(o.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a string value for the checks in `targets`.
+    fn answer_string(&mut self, targets: u64, lit: &StrLit<'a>) {
+        let value: Cow<'a, [u8]> = if lit.escaped {
+            let mut v = Vec::with_capacity(lit.raw.len());
+            unescape_into(lit.raw, &mut v);
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(lit.raw)
+        };
+        let mut m = targets;
+        while m != 0 {
+            let c = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let (Some(chk), Some(h)) = (self.checks.get(c), self.hits.get_mut(c)) else {
+                continue;
+            };
+            match chk.values.iter().position(|v| same_key(v.as_bytes(), &value)) {
+                Some(i) => h.seen |= 1 << i,
+                None if h.other.is_none() => {
+                    // Validated UTF-8 (scan_string / unescape of validated escapes).
+                    h.other = Some(Other::String(match &value {
+                        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+                        Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
+                    }));
+                }
+                None => {}
+            }
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, is_object: bool, at: usize, alive: u64) -> Result<(), JsonError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(err(at, JsonErrorKind::TooDeep));
+        }
+        let (mut elem, mut objs) = (0u64, 0u64);
+        if alive != 0 {
+            if let Some(t) = self.table {
+                if is_object {
+                    objs = t.checks_at_end(alive);
+                } else {
+                    let mut m = alive & !t.last;
+                    while m != 0 {
+                        let p = m.trailing_zeros();
+                        m &= m - 1;
+                        if t.next_step(self.checks, p) == Some(EACH) {
+                            elem |= 1 << (p + 1);
+                        }
+                    }
+                }
+            }
         }
         self.stack.push(Frame {
             is_object,
             keys_base: self.keys.len(),
             arena_base: self.arena.len(),
             map: None,
+            alive,
+            elem,
+            objs,
+            unseen: objs,
         });
         Ok(())
     }
@@ -431,6 +597,9 @@ impl<'a, 's> Scanner<'a, 's> {
     #[inline]
     fn close(&mut self, end: usize) {
         if let Some(f) = self.stack.pop() {
+            if f.unseen != 0 {
+                self.answer(f.unseen, None);
+            }
             self.keys.truncate(f.keys_base);
             self.arena.truncate(f.arena_base);
             if let Some(m) = f.map {

@@ -79,6 +79,74 @@ pub struct InspectPlan {
     pub roles: Vec<FieldRole>,
     /// Markers looked for at any depth (JSON only).
     pub markers: Vec<MarkerSpec>,
+    /// Allow-list checks of members inside the body (JSON only); `Facts::checks[i]` answers
+    /// `checks[i]`.
+    pub checks: Vec<BodyCheck>,
+}
+
+/// The step of a [`BodyCheck`] path that means "every element of an array".
+pub const EACH: &str = "[]";
+
+/// "For every object at `path`, its member `key`": judged by allow-lists (see [`CheckKind`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodyCheck {
+    /// The catalog's name for the check, e.g. `responses_tools`.
+    pub name: String,
+    /// Member names and [`EACH`] from the top-level object.
+    pub path: Vec<String>,
+    pub key: String,
+    /// The values the scan reports by index (at most 64): `Facts` bit `i` is `values[i]`.
+    pub values: Vec<String>,
+    pub kind: CheckKind,
+}
+
+impl BodyCheck {
+    /// The path as written in the catalog, e.g. `input[].content[].type`.
+    pub fn display(&self) -> String {
+        let mut out = String::new();
+        for step in &self.path {
+            if step == EACH {
+                out.push_str(EACH);
+            } else {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(step);
+            }
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(&self.key);
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// `values` are types. Bits of `image_free` are the types known to carry no image, bits of
+    /// `stateful` the types that point at stored state; `absent` is the index of the type
+    /// OpenAI assumes when the member is missing.
+    Types {
+        image_free: u64,
+        stateful: u64,
+        absent: Option<usize>,
+    },
+    /// `values[i]` is an eligible tool type needing `tools[i]`.
+    Tools(Vec<ToolRule>),
+    /// Any non-null value points at stored state.
+    Stateful,
+}
+
+/// What an eligible tool needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRule {
+    /// Regions where it is offered with residency; None: wherever its endpoint is.
+    pub regions: Option<Vec<String>>,
+    /// Models it may be used with under residency; None: any eligible model.
+    pub models: Option<Vec<String>>,
+    pub zdr: bool,
+    pub hipaa: bool,
 }
 
 impl InspectPlan {

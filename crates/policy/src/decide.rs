@@ -1,5 +1,7 @@
 //! One request → allow / rewrite / deny.
 
+mod body;
+
 use crate::catalog::{Catalog, Endpoint, FieldRole, MarkerRole, OpId, Operation, Region, StoreRule};
 use crate::facts::{Facts, FieldValue};
 use crate::project::{Mode, Project, Retention, StoreMode};
@@ -292,6 +294,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
     body_free(&mut acc, project, region, endpoint, operation);
 
     // The model, after aliases.
+    let mut model_used: Option<&str> = None;
     if let Some(mi) = plan.field_with(FieldRole::Model) {
         let raw = field_ref(facts, mi);
         let model: Option<&str> = match raw {
@@ -308,6 +311,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
             },
             _ => None,
         };
+        model_used = model;
         let described = || match (raw, model) {
             (FieldValue::String(from), Some(to)) if from != to => {
                 format!("model {} (alias of {})", quoted(to), quoted(from))
@@ -445,6 +449,17 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
             });
         }
     }
+
+    // What lives inside the body: tools, content types, references to stored state.
+    body::check(
+        &mut acc,
+        project,
+        region,
+        endpoint,
+        &plan.checks,
+        facts,
+        model_used,
+    );
 
     // hipaa.
     if project.hipaa {

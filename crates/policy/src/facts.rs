@@ -20,6 +20,27 @@ pub enum FieldValue<'a> {
 pub struct Facts<'a> {
     pub fields: &'a [FieldValue<'a>],
     pub markers: &'a [bool],
+    /// `checks[i]` answers `plan.checks[i]`; missing entries count as nothing found.
+    pub checks: &'a [CheckFacts<'a>],
+}
+
+/// A checked member's value that is not one of the check's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherValue<'a> {
+    String(&'a str),
+    /// A number, boolean, object or array.
+    NotString,
+}
+
+/// What the scan found for one [`BodyCheck`](crate::BodyCheck).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckFacts<'a> {
+    /// Bit `i`: `values[i]` was seen.
+    pub seen: u64,
+    /// The first value not in `values`.
+    pub other: Option<OtherValue<'a>>,
+    /// An object at the path lacked the member (or had it null).
+    pub absent: bool,
 }
 
 impl Facts<'static> {
@@ -27,5 +48,6 @@ impl Facts<'static> {
     pub const NONE: Facts<'static> = Facts {
         fields: &[],
         markers: &[],
+        checks: &[],
     };
 }

@@ -23,9 +23,9 @@ pub use catalog::{
     BatchInput, BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec,
     OpId, Operation, Region,
 };
-pub use catalog::{Feature, Source, StatefulField, StoreRule};
+pub use catalog::{BodyCheck, CheckKind, Feature, Source, StatefulField, StoreRule, ToolRule};
 pub use classify::ClassifyError;
 pub use decide::{decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict};
-pub use facts::{Facts, FieldValue};
+pub use facts::{CheckFacts, Facts, FieldValue, OtherValue};
 pub use project::{Mode, Project, ProjectSet, Retention, SelectError, StoreMode};
 pub use rule::{Rule, RuleSet};

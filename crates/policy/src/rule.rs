@@ -14,10 +14,11 @@ pub enum Rule {
     ImageInput,
     Hipaa,
     Alias,
+    ToolNotEligible,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::NoProject,
         Rule::UnknownEndpoint,
         Rule::EndpointRegion,
@@ -29,6 +30,7 @@ impl Rule {
         Rule::ImageInput,
         Rule::Hipaa,
         Rule::Alias,
+        Rule::ToolNotEligible,
     ];
 
     /// The wire id (`x-residency-rule`).
@@ -45,6 +47,7 @@ impl Rule {
             Rule::ImageInput => "image_input",
             Rule::Hipaa => "hipaa",
             Rule::Alias => "alias",
+            Rule::ToolNotEligible => "tool_not_eligible",
         }
     }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use policy::catalog::BUILTIN_JSON;
-use policy::{BodySource, Catalog, FieldRole, MarkerRole};
+use policy::{BodySource, Catalog, FieldRole};
 use serde_json::{json, Value};
 
 fn doc() -> Value {
@@ -72,19 +72,20 @@ fn builtin_is_valid_and_complete() {
         chat.roles,
         [FieldRole::Model, FieldRole::Store, FieldRole::WebSearch]
     );
-    let roles: Vec<MarkerRole> = chat.markers.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [MarkerRole::ImageInput, MarkerRole::WebSearch]);
-    assert_eq!(chat.markers[0].key, "type");
-    assert_eq!(chat.markers[0].values, ["image_url", "input_image"]);
+    // Body types are judged by allow-lists (body_checks), never by deny-list markers.
+    assert!(chat.markers.is_empty());
+    let names: Vec<&str> = chat.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
-        chat.markers[1].values,
+        names,
         [
-            "web_search",
-            "web_search_preview",
-            "web_search_preview_2025_03_11",
-            "web_search_2025_08_26"
+            "chat_tools",
+            "chat_parts",
+            "chat_part_file_ids",
+            "chat_audio_refs"
         ]
     );
+    assert_eq!(chat.checks[1].display(), "messages[].content[].type");
+    assert_eq!(chat.checks[0].values, ["custom", "function"]);
     let resp = plan("POST", "/v1/responses");
     assert_eq!(
         resp.fields,
@@ -93,7 +94,8 @@ fn builtin_is_valid_and_complete() {
             "store",
             "previous_response_id",
             "conversation",
-            "background"
+            "background",
+            "prompt"
         ]
     );
     assert_eq!(
@@ -101,7 +103,8 @@ fn builtin_is_valid_and_complete() {
         [
             FieldRole::Stateful(0),
             FieldRole::Stateful(1),
-            FieldRole::Stateful(2)
+            FieldRole::Stateful(2),
+            FieldRole::Stateful(3)
         ]
     );
     for t in [
@@ -169,7 +172,10 @@ fn many_problems_at_once() {
     let files = ep_index(&v, "/v1/files");
     let models = ep_index(&v, "/v1/models");
     v["endpoints"][chat]["store"]["true_allowed_regions"] = json!(["global", "usa"]);
-    v["endpoints"][chat]["operations"][0]["markers"] = json!(["image_input", "images"]);
+    v["endpoints"][chat]["operations"][0]["body_checks"] = json!(["chat_parts", "images", "chat_parts"]);
+    v["body_checks"]["chat_parts"]["absent"] = json!("image_url");
+    v["body_checks"]["chat_tools"]["tools"]["function"]["feature"] = json!("nope");
+    v["body_checks"]["moderation_inputs"]["path"] = json!("input[]x");
     v["endpoints"][chat]["operations"][1]["path"] = json!("/v1/chat//completions");
     v["endpoints"][resp]["operations"][0]["fields"][2]["name"] = json!("previous_response");
     v["endpoints"][resp]["operations"][1]["method"] = json!("get");
@@ -185,7 +191,11 @@ fn many_problems_at_once() {
         "regions[3].host: \"https://ca.api.openai.com\" is not a host name (no scheme, no path)".to_owned(),
         "regions[4].id: duplicate region \"ca\"".to_owned(),
         format!("endpoints[{chat}].store.true_allowed_regions[1]: unknown region \"usa\", did you mean \"us\"?"),
-        format!("endpoints[{chat}].operations[0].markers[1]: unknown marker \"images\" (known: image_input, web_search)"),
+        format!("endpoints[{chat}].operations[0].body_checks[1]: unknown body check \"images\" (known: chat_audio_refs, chat_part_file_ids, chat_parts, chat_tools, responses_item_tools, responses_items, responses_output_file_ids, responses_output_parts, responses_part_file_ids, responses_parts, responses_screenshot_file_ids, responses_tool_vector_stores, responses_tools)"),
+        format!("endpoints[{chat}].operations[0].body_checks[2]: \"chat_parts\" listed twice"),
+        "body_checks.chat_parts.absent: \"image_url\" is not one of the listed types".to_owned(),
+        "body_checks.chat_tools.tools.function.feature: unknown feature \"nope\"".to_owned(),
+        "body_checks.moderation_inputs.path: \"input[]x\" is not member names joined by '.', each optionally followed by []".to_owned(),
         format!("endpoints[{chat}].operations[1].path: path \"/v1/chat//completions\" has an empty segment"),
         format!(
             "endpoints[{resp}].operations[0].fields[2].name: \"previous_response\" is not one of the endpoint's stateful_fields"

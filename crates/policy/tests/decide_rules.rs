@@ -610,11 +610,8 @@ fn hipaa_refuses_web_search() {
                     Req::new().model(m).field("web_search_options", FieldValue::Null),
                     None,
                 ),
-                (
-                    chat,
-                    Req::new().model(m).marker(MarkerRole::WebSearch),
-                    Some("tools"),
-                ),
+                // Chat takes no web search tool (chat_tools lists function and custom): a
+                // `web_search` tool there is tool_not_eligible, tested in body_checks.rs.
                 (
                     resp,
                     Req::new().model(m).marker(MarkerRole::WebSearch),

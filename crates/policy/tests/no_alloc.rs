@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use policy::{Catalog, Facts, FieldValue, Mode, Project, Retention, StoreMode, Verdict};
+use policy::{Catalog, CheckFacts, Facts, FieldValue, Mode, Project, Retention, StoreMode, Verdict};
 
 struct Counting;
 
@@ -64,10 +64,24 @@ fn allow_path_does_not_allocate() {
         FieldValue::Bool(false),
         FieldValue::Absent,
     ];
-    let markers = [false, false];
+    let markers = [];
+    // The chat plan's body checks: a text part and a function tool, nothing else.
+    let checks = [
+        CheckFacts {
+            seen: 1,
+            ..CheckFacts::default()
+        },
+        CheckFacts {
+            seen: 1,
+            ..CheckFacts::default()
+        },
+        CheckFacts::default(),
+        CheckFacts::default(),
+    ];
     let facts = Facts {
         fields: &fields,
         markers: &markers,
+        checks: &checks,
     };
     let (verdict, n) = count(|| {
         let op = c.classify("POST", "/v1/chat/completions").unwrap();
@@ -97,6 +111,7 @@ fn allow_path_does_not_allocate() {
     let facts = Facts {
         fields: &fields,
         markers: &markers,
+        checks: &checks,
     };
     let (d, n) = count(|| {
         policy::decide(

@@ -206,6 +206,7 @@ pub fn inspect(
             let facts = policy::Facts {
                 fields: &values,
                 markers: &[],
+                checks: &[],
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, &values);
@@ -252,7 +253,56 @@ pub fn inspect(
                 fields: field_names,
                 markers,
             };
-            let scan = inspect::scan_json(body, &spec).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+            // The plan's allow-list checks, borrowed from the catalog (on the stack when small).
+            let (mut steps_stack, mut steps_heap) = ([""; BIG], Vec::new());
+            let n_steps = plan.checks.iter().map(|c| c.path.len()).sum();
+            let steps = on_stack(
+                n_steps,
+                plan.checks.iter().flat_map(|c| c.path.iter().map(String::as_str)),
+                &mut steps_stack,
+                &mut steps_heap,
+            );
+            let (mut cvals_stack, mut cvals_heap) = ([""; BIG], Vec::new());
+            let n_cvals = plan.checks.iter().map(|c| c.values.len()).sum();
+            let cvals = on_stack(
+                n_cvals,
+                plan.checks
+                    .iter()
+                    .flat_map(|c| c.values.iter().map(String::as_str)),
+                &mut cvals_stack,
+                &mut cvals_heap,
+            );
+            let (mut at_step, mut at_val) = (0, 0);
+            let each_check = plan.checks.iter().map(|c| {
+                let path = steps.get(at_step..at_step + c.path.len()).unwrap_or(&[]);
+                let values = cvals.get(at_val..at_val + c.values.len()).unwrap_or(&[]);
+                at_step += c.path.len();
+                at_val += c.values.len();
+                inspect::PathCheck {
+                    path,
+                    key: c.key.as_str(),
+                    values,
+                }
+            });
+            let no_check = inspect::PathCheck {
+                path: &[],
+                key: "",
+                values: &[],
+            };
+            let (mut checks_stack, mut checks_heap) = ([no_check; SMALL], Vec::new());
+            let path_checks = on_stack(plan.checks.len(), each_check, &mut checks_stack, &mut checks_heap);
+            let scan = inspect::scan_json_checked(body, &spec, path_checks)
+                .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+            let each_hit = scan.checks.iter().map(|h| policy::CheckFacts {
+                seen: h.seen,
+                other: h.other.as_ref().map(|o| match o {
+                    inspect::Other::String(s) => policy::OtherValue::String(s),
+                    inspect::Other::NotString => policy::OtherValue::NotString,
+                }),
+                absent: h.absent,
+            });
+            let (mut hits_stack, mut hits_heap) = ([policy::CheckFacts::default(); SMALL], Vec::new());
+            let check_facts = on_stack(scan.checks.len(), each_hit, &mut hits_stack, &mut hits_heap);
             let each_value = (0..plan.fields.len())
                 .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)));
             let (mut fields_stack, mut fields_heap) = ([FieldValue::Absent; SMALL], Vec::new());
@@ -260,6 +310,7 @@ pub fn inspect(
             let facts = policy::Facts {
                 fields: values,
                 markers: &scan.markers_hit,
+                checks: check_facts,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, values);
@@ -314,6 +365,7 @@ pub fn inspect(
             let facts = policy::Facts {
                 fields: &values,
                 markers: &[],
+                checks: &[],
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, &values);
@@ -342,6 +394,9 @@ pub fn inspect(
 
 /// Plans longer than this (none in the shipped catalog) build their scan spec on the heap.
 const SMALL: usize = 16;
+/// The same for the steps and values of a plan's body checks (the scanner follows at most 64
+/// path positions).
+const BIG: usize = 64;
 
 /// `items` (`n` of them) as a slice: in `stack` when they fit, else collected into `heap`.
 fn on_stack<'b, T: Copy, const N: usize>(

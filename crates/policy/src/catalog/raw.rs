@@ -33,7 +33,67 @@ pub struct RawCatalog {
     /// Tool and feature rows of Table 2 (not endpoints).
     #[serde(default)]
     pub features: Vec<RawFeature>,
+    /// Named allow-lists for what a body may contain (tool types, image-free content types,
+    /// members that point at stored state), referenced by name from operations.
+    #[serde(default)]
+    pub body_checks: BTreeMap<String, RawBodyCheck>,
     pub endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCheckKind {
+    /// `key` names a type: `image_free` lists the types known to carry no image, `stateful`
+    /// the types that point at stored state. Any other type needs image approval.
+    Types,
+    /// `key` names a tool type: `tools` lists the eligible ones with what each needs.
+    Tools,
+    /// Any non-null `key` points at stored state (refused under ZDR).
+    Stateful,
+}
+
+/// "For every object at `path`, its member `key` …" (see [`RawCheckKind`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBodyCheck {
+    /// Member names from the top-level object joined by `.`, `[]` for every element of an
+    /// array, e.g. `input[].content[]`; empty: the top-level object.
+    pub path: String,
+    pub key: String,
+    pub kind: RawCheckKind,
+    #[serde(default)]
+    pub image_free: Vec<String>,
+    #[serde(default)]
+    pub stateful: Vec<String>,
+    /// The type OpenAI assumes when `key` is absent (documented defaults only, e.g. an input
+    /// item without `type` is a `message`); absent and not set: not known to be image-free.
+    #[serde(default)]
+    pub absent: Option<String>,
+    /// For `tools`: the eligible tool types.
+    #[serde(default)]
+    pub tools: BTreeMap<String, RawTool>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// An eligible tool type and what it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    /// The Table 2 row (a `features` id) it is offered under: its regions and HIPAA cell apply.
+    #[serde(default)]
+    pub feature: Option<String>,
+    /// Regions (`@set` allowed) when there is no feature row; absent: wherever the endpoint is.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// The models it may be used with under residency; absent: any eligible model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// false: refused for zero-data-retention projects.
+    #[serde(default = "yes")]
+    pub zdr: bool,
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +305,9 @@ pub struct RawOperation {
     /// Names of `markers`.
     #[serde(default)]
     pub markers: Vec<String>,
+    /// Names of `body_checks`.
+    #[serde(default)]
+    pub body_checks: Vec<String>,
     /// An upload that can be a batch input file whose lines are requests (e.g. `POST /v1/files`
     /// with `purpose=batch`).
     pub batch_input: Option<RawBatchInput>,

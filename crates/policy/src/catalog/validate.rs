@@ -10,6 +10,8 @@ use super::{
     Operation, Region, Source, StatefulField, StoreRule,
 };
 
+mod checks;
+
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 struct Ctx<'a> {
@@ -313,6 +315,8 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
         });
     }
 
+    let body_checks = checks::body_checks(&mut cx, &raw.body_checks, &features);
+
     // Endpoints and their operations.
     let mut endpoints = Vec::with_capacity(raw.endpoints.len());
     let mut operations = Vec::new();
@@ -338,7 +342,7 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
         }
         for (j, o) in e.operations.iter().enumerate() {
             let oplace = format!("{place}.operations[{j}]");
-            if let Some(op) = operation_of(&mut cx, &oplace, &endpoint, i, o, &markers) {
+            if let Some(op) = operation_of(&mut cx, &oplace, &endpoint, i, o, &markers, &body_checks) {
                 let shape = (op.method.clone(), erase_params(&op.template));
                 if let Some(first) = shapes.get(&shape) {
                     cx.problem(
@@ -460,6 +464,7 @@ fn operation_of(
     endpoint_index: usize,
     o: &RawOperation,
     markers: &HashMap<&str, MarkerSpec>,
+    body_checks: &HashMap<String, super::BodyCheck>,
 ) -> Option<Operation> {
     let mut ok = true;
     if !METHODS.contains(&o.method.as_str()) {
@@ -582,6 +587,13 @@ fn operation_of(
             }
         }
     }
+    if !o.body_checks.is_empty() && source != BodySource::Json {
+        cx.problem(
+            format!("{place}.body_checks"),
+            "body checks are only made in json bodies",
+        );
+    }
+    let checks = checks::resolve(cx, place, &o.body_checks, body_checks);
     ok.then(|| Operation {
         method: o.method.clone(),
         template: o.path.clone(),
@@ -593,6 +605,7 @@ fn operation_of(
             fields,
             roles,
             markers: specs,
+            checks,
         },
         batch_input: o.batch_input.as_ref().map(|b| crate::catalog::BatchInput {
             purpose_field: b.purpose_field.clone(),

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use policy::{
-    Catalog, Decision, FieldRole, FieldValue, MarkerRole, Mode, OpId, Project, Retention, StoreMode,
+    Catalog, CheckFacts, CheckKind, Decision, FieldRole, FieldValue, MarkerRole, Mode, OpId, OtherValue,
+    Project, Retention, StoreMode,
 };
 
 pub const TABLE2_ALL: [&str; 7] = ["us", "eu", "ca", "jp", "in", "sg", "kr"];
@@ -37,11 +38,14 @@ pub fn op(c: &Catalog, method: &str, template: &str) -> OpId {
         .unwrap_or_else(|| panic!("no operation {method} {template}"))
 }
 
-/// A request's facts by field name and marker role.
+/// A request's facts by field name, marker role and body check name.
 #[derive(Default, Clone)]
 pub struct Req {
     pub fields: Vec<(&'static str, FieldValue<'static>)>,
     pub markers: Vec<MarkerRole>,
+    /// (check name, value found): a value not in the check's list is an `other`; None: an
+    /// object at the path without the member.
+    pub checks: Vec<(&'static str, Option<&'static str>)>,
 }
 
 impl Req {
@@ -55,10 +59,33 @@ impl Req {
         self.fields.push((name, v));
         self
     }
+    /// The request carries what the role used to be a marker for: an image part (a value of a
+    /// types check that is not image-free) or a web search tool. Kept so the rules' tests read
+    /// as before; the catalog now answers them with `body_checks`.
     pub fn marker(mut self, role: MarkerRole) -> Req {
         self.markers.push(role);
         self
     }
+    /// The body check `name` finds `value` (None: an object without the member).
+    pub fn check(mut self, name: &'static str, value: Option<&'static str>) -> Req {
+        self.checks.push((name, value));
+        self
+    }
+}
+
+/// The facts of one body check for `values` found.
+fn check_facts(values: &[String], found: &[Option<&'static str>]) -> CheckFacts<'static> {
+    let mut f = CheckFacts::default();
+    for v in found {
+        match v {
+            None => f.absent = true,
+            Some(v) => match values.iter().position(|x| x == v) {
+                Some(i) => f.seen |= 1 << i,
+                None => f.other = f.other.or(Some(OtherValue::String(v))),
+            },
+        }
+    }
+    f
 }
 
 /// Runs `decide` with facts laid out as the operation's plan asks.
@@ -86,12 +113,40 @@ pub fn decide(c: &Catalog, p: &Project, op: OpId, req: &Req) -> Decision {
         .iter()
         .map(|m| req.markers.contains(&m.role))
         .collect();
+    let mut found: Vec<Vec<Option<&'static str>>> = vec![Vec::new(); plan.checks.len()];
     for r in &req.markers {
-        assert!(
-            plan.markers.iter().any(|m| m.role == *r),
-            "marker {r:?} not in the plan"
-        );
+        let (kind_matches, value): (fn(&CheckKind) -> bool, &'static str) = match r {
+            MarkerRole::ImageInput => (|k| matches!(k, CheckKind::Types { .. }), "input_image"),
+            MarkerRole::WebSearch => (|k| matches!(k, CheckKind::Tools(_)), "web_search"),
+        };
+        let in_markers = plan.markers.iter().any(|m| m.role == *r);
+        let at = plan.checks.iter().position(|c| {
+            kind_matches(&c.kind) && (value != "web_search" || c.values.iter().any(|v| v == value))
+        });
+        assert!(in_markers || at.is_some(), "marker {r:?} not in the plan");
+        if let (false, Some(i)) = (in_markers, at) {
+            found[i].push(Some(value));
+        }
     }
+    for (name, v) in &req.checks {
+        let i = plan
+            .checks
+            .iter()
+            .position(|c| c.name == *name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "body check {name} is not in the plan of {}",
+                    c.operation(op).template
+                )
+            });
+        found[i].push(*v);
+    }
+    let checks: Vec<CheckFacts<'static>> = plan
+        .checks
+        .iter()
+        .zip(&found)
+        .map(|(c, f)| check_facts(&c.values, f))
+        .collect();
     policy::decide(
         c,
         p,
@@ -99,6 +154,7 @@ pub fn decide(c: &Catalog, p: &Project, op: OpId, req: &Req) -> Decision {
         &policy::Facts {
             fields: &fields,
             markers: &markers,
+            checks: &checks,
         },
     )
 }

@@ -1,0 +1,250 @@
+//! Path checks: "for every object at this path of the body, what is its member `key`?",
+//! answered during the one scan of [`scan_json_checked`](crate::json::scan_json_checked).
+//!
+//! A path is a list of steps from the top-level object: a member name, or [`EACH`] for every
+//! element of an array. `["input", "[]", "content", "[]"]` reaches each content part of each
+//! input item. The scanner follows all checks at once with a bitmask of live positions per open
+//! container (at most [`MAX_POSITIONS`] positions: the sum over checks of path length + 1), so
+//! a body whose containers match no path costs one mask test per member.
+
+use std::borrow::Cow;
+
+/// The step that matches every element of an array.
+pub const EACH: &str = "[]";
+
+/// The most positions (sum over checks of `path.len() + 1`) one scan can follow, and the most
+/// values one check can name: both are bit masks.
+pub const MAX_POSITIONS: usize = 64;
+
+/// One question asked of every object reached by `path`.
+#[derive(Debug, Clone, Copy)]
+pub struct PathCheck<'s> {
+    pub path: &'s [&'s str],
+    /// The member read from each object at `path`, e.g. `type`.
+    pub key: &'s str,
+    /// Known values of the member (at most [`MAX_POSITIONS`]); which were seen is reported by
+    /// bit, anything else as [`PathHits::other`].
+    pub values: &'s [&'s str],
+}
+
+/// A value of a checked member that is not one of the check's `values`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Other<'a> {
+    /// A string not in the list (unescaped; borrowed when the literal has no escapes).
+    String(Cow<'a, str>),
+    /// A number, boolean, object or array.
+    NotString,
+}
+
+/// What one [`PathCheck`] found in a body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathHits<'a> {
+    /// Bit `i`: `values[i]` was the member's value in at least one object.
+    pub seen: u64,
+    /// The first value (in body order) that is not in `values`.
+    pub other: Option<Other<'a>>,
+    /// At least one object at the path lacked the member or had it `null`.
+    pub absent: bool,
+}
+
+/// The checks compiled into position tables: position `p` is step `step[p]` of check
+/// `check[p]`; `step == path.len()` is "at an object the check reads".
+pub(crate) struct Table {
+    pub check: [u8; MAX_POSITIONS],
+    pub step: [u8; MAX_POSITIONS],
+    /// Positions that are at the end of their path.
+    pub last: u64,
+    /// Positions at step 0 (the top-level object).
+    pub first: u64,
+}
+
+impl Table {
+    /// None when the checks need more than [`MAX_POSITIONS`] positions or a check names more
+    /// than [`MAX_POSITIONS`] values.
+    pub fn new(checks: &[PathCheck<'_>]) -> Option<Table> {
+        let mut t = Table {
+            check: [0; MAX_POSITIONS],
+            step: [0; MAX_POSITIONS],
+            last: 0,
+            first: 0,
+        };
+        let mut p = 0usize;
+        for (c, chk) in checks.iter().enumerate() {
+            if chk.values.len() > MAX_POSITIONS {
+                return None;
+            }
+            for s in 0..=chk.path.len() {
+                if p >= MAX_POSITIONS {
+                    return None;
+                }
+                t.check[p] = u8::try_from(c).ok()?;
+                t.step[p] = u8::try_from(s).ok()?;
+                if s == 0 {
+                    t.first |= 1 << p;
+                }
+                if s == chk.path.len() {
+                    t.last |= 1 << p;
+                }
+                p += 1;
+            }
+        }
+        Some(t)
+    }
+
+    /// The step after position `p`, when it has one.
+    #[inline]
+    pub fn next_step<'s>(&self, checks: &[PathCheck<'s>], p: u32) -> Option<&'s str> {
+        let i = p as usize;
+        let c = *self.check.get(i)? as usize;
+        let s = *self.step.get(i)? as usize;
+        checks.get(c)?.path.get(s).copied()
+    }
+
+    /// The checks (by bit) whose final position is in `alive`.
+    #[inline]
+    pub fn checks_at_end(&self, alive: u64) -> u64 {
+        let mut m = alive & self.last;
+        let mut out = 0u64;
+        while m != 0 {
+            let p = m.trailing_zeros() as usize;
+            m &= m - 1;
+            out |= 1 << self.check.get(p).copied().unwrap_or(0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{scan_json_checked, JsonErrorKind, JsonSpec};
+
+    const SPEC: JsonSpec<'static> = JsonSpec {
+        fields: &["model"],
+        markers: &[],
+    };
+    const TOOLS: PathCheck<'static> = PathCheck {
+        path: &["tools", EACH],
+        key: "type",
+        values: &["function", "web_search"],
+    };
+    const PARTS: PathCheck<'static> = PathCheck {
+        path: &["input", EACH, "content", EACH],
+        key: "type",
+        values: &["input_text", "output_text"],
+    };
+    const ITEMS: PathCheck<'static> = PathCheck {
+        path: &["input", EACH],
+        key: "type",
+        values: &["message"],
+    };
+    const FILE_ID: PathCheck<'static> = PathCheck {
+        path: &["input", EACH, "content", EACH],
+        key: "file_id",
+        values: &[],
+    };
+
+    fn hits(body: &str, checks: &[PathCheck<'_>]) -> Vec<PathHits<'static>> {
+        let owned: &'static [u8] = Box::leak(body.as_bytes().to_vec().into_boxed_slice());
+        match scan_json_checked(owned, &SPEC, checks) {
+            Ok(s) => s.checks,
+            Err(e) => panic!("{body}: {e}"),
+        }
+    }
+
+    #[test]
+    fn reads_the_member_of_every_object_on_the_path_only() {
+        let body = r#"{"model":"m","tools":[{"type":"function","parameters":{"type":"object",
+            "properties":{"type":{"type":"string"}}}},{"type":"web_search"}],
+            "input":[{"role":"user","content":[{"type":"input_text","text":"hi"},
+            {"type":"input_image","image_url":"data:"}]},{"type":"message","content":"x"}],
+            "metadata":{"type":"code_interpreter"}}"#;
+        let h = hits(body, &[TOOLS, PARTS, ITEMS]);
+        assert_eq!(h[0].seen, 0b11);
+        assert_eq!(h[0].other, None);
+        assert!(!h[0].absent);
+        assert_eq!(h[1].seen, 0b1);
+        assert_eq!(h[1].other, Some(Other::String("input_image".into())));
+        // The first item has no `type`: absent (the caller decides what that means).
+        assert_eq!(h[2].seen, 0b1);
+        assert!(h[2].absent);
+        assert_eq!(h[2].other, None);
+    }
+
+    #[test]
+    fn an_unknown_tool_is_reported_whatever_its_spelling() {
+        let h = hits(r#"{"tools":[{"type":"code_\u0069nterpreter"}]}"#, &[TOOLS]);
+        assert_eq!(h[0].other, Some(Other::String("code_interpreter".into())));
+        let h = hits(r#"{"tools":[{"type":"web_se\u0061rch"}]}"#, &[TOOLS]);
+        assert_eq!((h[0].seen, h[0].other.clone()), (0b10, None));
+        let h = hits(r#"{"tools":[{"type":7}]}"#, &[TOOLS]);
+        assert_eq!(h[0].other, Some(Other::NotString));
+        let h = hits(r#"{"tools":[{"type":{"a":1}}]}"#, &[TOOLS]);
+        assert_eq!(h[0].other, Some(Other::NotString));
+        let h = hits(r#"{"tools":[{"type":null}]}"#, &[TOOLS]);
+        assert!(h[0].absent);
+        let h = hits(r#"{"tools":[{}]}"#, &[TOOLS]);
+        assert!(h[0].absent);
+    }
+
+    #[test]
+    fn presence_of_a_member_is_an_other_value() {
+        let h = hits(
+            r#"{"input":[{"content":[{"type":"input_file","file_id":"file-1"}]}]}"#,
+            &[FILE_ID],
+        );
+        assert_eq!(h[0].other, Some(Other::String("file-1".into())));
+        let h = hits(
+            r#"{"input":[{"content":[{"type":"input_file","file_id":null,"file_data":"x"}]}]}"#,
+            &[FILE_ID],
+        );
+        assert_eq!(h[0].other, None);
+        // Not on the path: a file_id directly in an item, or in a string-valued content.
+        let h = hits(r#"{"input":[{"file_id":"f","content":"file_id"}]}"#, &[FILE_ID]);
+        assert_eq!(
+            h[0],
+            PathHits {
+                absent: false,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn shapes_off_the_path_are_ignored() {
+        // `input` as a string, `tools` as an object, an array where an object is read.
+        let h = hits(r#"{"input":"type","tools":{"type":"mcp"}}"#, &[TOOLS, ITEMS]);
+        assert_eq!(h, vec![PathHits::default(), PathHits::default()]);
+        let h = hits(r#"{"input":[[{"type":"mcp"}],"text"]}"#, &[ITEMS]);
+        assert_eq!(h[0], PathHits::default());
+    }
+
+    #[test]
+    fn duplicate_members_are_still_refused() {
+        let body = br#"{"tools":[{"type":"function","type":"mcp"}]}"#;
+        let e = scan_json_checked(body, &SPEC, &[TOOLS]).unwrap_err();
+        assert!(matches!(e.kind, JsonErrorKind::DuplicateKey(_)));
+    }
+
+    #[test]
+    fn too_many_positions_is_an_error_not_a_guess() {
+        let many = [ITEMS; 22]; // 22 * 3 = 66 positions
+        let e = scan_json_checked(b"{}", &SPEC, &many).unwrap_err();
+        assert_eq!(e.kind, JsonErrorKind::TooManyChecks);
+        let fits = [ITEMS; 21];
+        assert!(scan_json_checked(b"{}", &SPEC, &fits).is_ok());
+    }
+
+    #[test]
+    fn the_top_level_object_can_be_read() {
+        let top = PathCheck {
+            path: &[],
+            key: "prompt",
+            values: &[],
+        };
+        let h = hits(r#"{"prompt":{"id":"pmpt_1"}}"#, &[top]);
+        assert_eq!(h[0].other, Some(Other::NotString));
+        let h = hits(r#"{"x":1}"#, &[top]);
+        assert!(h[0].absent);
+    }
+}
