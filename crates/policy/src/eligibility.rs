@@ -4,9 +4,9 @@
 //! `catalog show`, `catalog diff` and the status page read their answers from here, so they
 //! say exactly what the proxy would decide: nothing re-reads the catalog's lists to guess.
 
-use crate::catalog::{Catalog, FieldRole, MarkerRole, OpId};
+use crate::catalog::{Catalog, CheckKind, FieldRole, MarkerRole, OpId};
 use crate::decide::{decide, Decision};
-use crate::facts::{Facts, FieldValue};
+use crate::facts::{CheckFacts, Facts, FieldValue, OtherValue};
 use crate::project::Project;
 use crate::rule::{Rule, RuleSet};
 
@@ -146,7 +146,16 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
     let absent = vec![FieldValue::Absent; plan.fields.len()];
     let no_markers = vec![false; plan.markers.len()];
     let run = |fields: &[FieldValue<'_>], markers: &[bool]| {
-        decide(catalog, project, op, &Facts { fields, markers })
+        decide(
+            catalog,
+            project,
+            op,
+            &Facts {
+                fields,
+                markers,
+                checks: &[],
+            },
+        )
     };
     let base = run(&absent, &no_markers);
     let model_field = plan.field_with(FieldRole::Model);
@@ -172,7 +181,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
     if let (Some(mi), Some(m)) = (model_field, passing_model) {
         fields[mi] = FieldValue::String(m);
     }
-    let markers = plan
+    let mut markers: Vec<MarkerOutcome> = plan
         .markers
         .iter()
         .enumerate()
@@ -189,6 +198,59 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             }
         })
         .collect();
+    // The body checks answer the same questions: an image carrier (a type not listed as
+    // image-free) and a tool outside the BAA (web search), each tried once per operation.
+    for (i, c) in plan.checks.iter().enumerate() {
+        let (role, hit, values) = match &c.kind {
+            CheckKind::Types { image_free, .. } => {
+                let not_free = (0..c.values.len()).filter(|b| image_free & (1u64 << b) == 0);
+                let values = not_free.filter_map(|b| c.values.get(b).cloned()).collect();
+                let hit = CheckFacts {
+                    other: Some(OtherValue::String("(a type not listed as image-free)")),
+                    ..CheckFacts::default()
+                };
+                ("image_input", hit, values)
+            }
+            CheckKind::Tools(tools) => match tools.iter().position(|t| !t.hipaa) {
+                Some(t) => {
+                    let hit = CheckFacts {
+                        seen: 1u64 << t,
+                        ..CheckFacts::default()
+                    };
+                    let values = c
+                        .values
+                        .iter()
+                        .zip(tools)
+                        .filter(|(_, t)| !t.hipaa)
+                        .map(|(v, _)| v.clone())
+                        .collect();
+                    ("web_search", hit, values)
+                }
+                None => continue,
+            },
+            CheckKind::Stateful => continue,
+        };
+        if markers.iter().any(|m| m.role == role) {
+            continue;
+        }
+        let mut checks = vec![CheckFacts::default(); plan.checks.len()];
+        checks[i] = hit;
+        let decision = decide(
+            catalog,
+            project,
+            op,
+            &Facts {
+                fields: &fields,
+                markers: &no_markers,
+                checks: &checks,
+            },
+        );
+        markers.push(MarkerOutcome {
+            role,
+            values,
+            decision,
+        });
+    }
     OpEligibility {
         op,
         base,
