@@ -8,21 +8,33 @@ use bytes::Bytes;
 use inspect::{scan_json, JsonSpec, Marker, Splice, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-
+// Per thread: the tests of this file run in parallel, and a shared counter reset by one
+// would count the other's allocations.
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Counter = const { Counter(Cell::new(0)) };
+    static BYTES: Counter = const { Counter(Cell::new(0)) };
+}
+
+/// A per-thread counter with the two calls the tests use.
+struct Counter(Cell<usize>);
+
+impl Counter {
+    fn store(&self, v: usize) {
+        self.0.set(v);
+    }
+    fn load(&self) -> usize {
+        self.0.get()
+    }
 }
 
 fn note(size: usize) {
     if COUNTING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(size, Ordering::Relaxed);
+        ALLOCS.with(|a| a.0.set(a.0.get() + 1));
+        BYTES.with(|b| b.0.set(b.0.get() + size));
     }
 }
 
@@ -96,8 +108,8 @@ struct Figures {
 }
 
 fn measure(body: &Bytes) -> Figures {
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
+    ALLOCS.with(|a| a.store(0));
+    BYTES.with(|b| b.store(0));
     COUNTING.with(|c| c.set(true));
     let scan = scan_json(
         body,
@@ -131,8 +143,8 @@ fn measure(body: &Bytes) -> Figures {
         assert!(chunk.as_ref() == b"false" || (p >= base && p + chunk.len() <= base + body.len()));
     }
     Figures {
-        allocs: ALLOCS.load(Ordering::SeqCst),
-        bytes: BYTES.load(Ordering::SeqCst),
+        allocs: ALLOCS.with(|a| a.load()),
+        bytes: BYTES.with(|b| b.load()),
         parts: out.len(),
     }
 }
@@ -179,11 +191,11 @@ fn requested_containers_are_not_decoded() {
             fields: &["model", "input", "store"],
             markers: MARKERS,
         };
-        ALLOCS.store(0, Ordering::SeqCst);
+        ALLOCS.with(|a| a.store(0));
         COUNTING.with(|c| c.set(true));
         let scan = scan_json(s.as_bytes(), &spec);
         COUNTING.with(|c| c.set(false));
-        let allocs = ALLOCS.load(Ordering::SeqCst);
+        let allocs = ALLOCS.with(|a| a.load());
         let scan = scan.expect("scan");
         assert_eq!(scan.field(1).map(|f| f.value.clone()), Some(Value::Array));
         assert!(allocs <= 32, "{n} strings: {allocs} allocations");
