@@ -127,7 +127,7 @@ fn stateful_fields_are_named() {
 }
 
 #[test]
-fn image_denials_name_the_image_parameter_only_when_the_endpoint_always_has_one() {
+fn image_denials_name_the_parameter_that_carries_the_image() {
     let c = catalog();
     let mut p = project("global", Retention::Default);
     p.image_inputs = Some(false);
@@ -151,7 +151,8 @@ fn image_denials_name_the_image_parameter_only_when_the_endpoint_always_has_one(
             .model("gpt-4o-2024-08-06")
             .marker(MarkerRole::ImageInput),
     );
-    assert_eq!((d.rule, d.param), (Rule::ImageInput, None));
+    // Found by the chat_parts allow-list: the parameter is the one the part is under.
+    assert_eq!((d.rule, d.param.as_deref()), (Rule::ImageInput, Some("messages")));
     assert!(
         d.message.contains("project \"p-eu\" in region \"eu\""),
         "{}",
@@ -216,8 +217,20 @@ fn hipaa_names_the_web_search_field_or_tools() {
         (den.rule, den.param.as_deref()),
         (Rule::Hipaa, Some("web_search_options"))
     );
-    let d = decide(&c, &p, chat, &base.clone().marker(MarkerRole::WebSearch));
-    assert_eq!(d.denial.unwrap().param.as_deref(), Some("tools"));
+    // A web search tool is judged by the tools allow-list: on /v1/responses its feature row is
+    // not HIPAA eligible (chat lists no web search tool at all).
+    let resp = op(&c, "POST", "/v1/responses");
+    let d = decide(
+        &c,
+        &p,
+        resp,
+        &Req::new()
+            .model("gpt-4o-2024-08-06")
+            .field("store", FieldValue::Bool(false))
+            .marker(MarkerRole::WebSearch),
+    );
+    let den = d.denial.unwrap();
+    assert_eq!((den.rule, den.param.as_deref()), (Rule::Hipaa, Some("tools")));
     // A null web_search_options is no web search.
     let d = decide(
         &c,
