@@ -117,6 +117,22 @@ fn show_for_a_configured_project_agrees_with_explain() {
     assert_eq!(marker["allowed"], false);
     assert_eq!(marker["rule"], "image_input");
 
+    // Tools from the catalog's allow-lists, each through decide: listed ones pass, any other
+    // type is refused as tool_not_eligible.
+    let tool = |o: &Value, name: &str| -> Value {
+        o["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tool"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("tool {name} not shown: {o}"))
+    };
+    assert_eq!(tool(responses, "function")["allowed"], true);
+    let other = tool(responses, "(any other tool)");
+    assert_eq!(other["allowed"], false);
+    assert_eq!(other["rule"], "tool_not_eligible");
+
     // Every model `show` lists for a JSON model operation passes `explain`, and a model it
     // does not list is refused: the two commands decide through the same code.
     let body = dir.path().join("body.json");

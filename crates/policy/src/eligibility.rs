@@ -37,6 +37,23 @@ impl MarkerOutcome {
     }
 }
 
+/// One tool type of a `tools` allow-list and what `decide` says of a request using it.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    /// The tool type, or [`OTHER_TOOL`] for a type the allow-list does not name.
+    pub tool: String,
+    pub decision: Decision,
+}
+
+impl ToolOutcome {
+    pub fn allowed(&self) -> bool {
+        !refused(&self.decision)
+    }
+}
+
+/// The tool type that stands for every type an allow-list does not name.
+pub const OTHER_TOOL: &str = "(any other tool)";
+
 /// What a project may do with one operation.
 #[derive(Debug, Clone)]
 pub struct OpEligibility {
@@ -47,6 +64,9 @@ pub struct OpEligibility {
     pub models: Option<Vec<ModelOutcome>>,
     /// Markers looked for in the body, each tried with the first allowed model.
     pub markers: Vec<MarkerOutcome>,
+    /// Each tool type of the operation's tool allow-lists (and one unlisted type), tried
+    /// alone with the first allowed model.
+    pub tools: Vec<ToolOutcome>,
 }
 
 fn refused(d: &Decision) -> bool {
@@ -251,10 +271,50 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             decision,
         });
     }
+    let mut tools = Vec::new();
+    for (i, c) in plan.checks.iter().enumerate() {
+        if !matches!(c.kind, CheckKind::Tools(_)) {
+            continue;
+        }
+        let probes = (0..c.values.len())
+            .map(|b| {
+                let hit = CheckFacts {
+                    seen: 1u64 << b,
+                    ..CheckFacts::default()
+                };
+                (c.values[b].clone(), hit)
+            })
+            .chain(std::iter::once((
+                OTHER_TOOL.to_owned(),
+                CheckFacts {
+                    other: Some(OtherValue::String(OTHER_TOOL)),
+                    ..CheckFacts::default()
+                },
+            )));
+        for (tool, hit) in probes {
+            if tools.iter().any(|t: &ToolOutcome| t.tool == tool) {
+                continue;
+            }
+            let mut checks = vec![CheckFacts::default(); plan.checks.len()];
+            checks[i] = hit;
+            let decision = decide(
+                catalog,
+                project,
+                op,
+                &Facts {
+                    fields: &fields,
+                    markers: &no_markers,
+                    checks: &checks,
+                },
+            );
+            tools.push(ToolOutcome { tool, decision });
+        }
+    }
     OpEligibility {
         op,
         base,
         models,
         markers,
+        tools,
     }
 }

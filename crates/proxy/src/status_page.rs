@@ -258,7 +258,7 @@ fn eligibility(h: &mut String, catalog: &Catalog, projects: &[Project]) {
         let _ = writeln!(
             h,
             "<details id=\"p-{n}\" open><summary>{n}: {allowed} of {total} operations allowed ({summary})</summary>\n\
-             <table class=\"matrix\"><tr><th>operation</th><th>decision</th><th>rule</th><th>models</th><th>body markers</th><th>source</th></tr>",
+             <table class=\"matrix\"><tr><th>operation</th><th>decision</th><th>rule</th><th>models</th><th>body markers</th><th>tools</th><th>source</th></tr>",
             n = esc(&p.name),
             total = rows.len(),
             summary = esc(&show::project_summary(catalog, p)),
@@ -266,13 +266,14 @@ fn eligibility(h: &mut String, catalog: &Catalog, projects: &[Project]) {
         for r in &rows {
             let _ = writeln!(
                 h,
-                "<tr class=\"{d}\"><td><code>{m} {path}</code></td><td>{d}</td><td>{rule}</td><td>{models}</td><td>{markers}</td><td>{src}</td></tr>",
+                "<tr class=\"{d}\"><td><code>{m} {path}</code></td><td>{d}</td><td>{rule}</td><td>{models}</td><td>{markers}</td><td>{tools}</td><td>{src}</td></tr>",
                 d = r.decision,
                 m = esc(&r.method),
                 path = esc(&r.path),
                 rule = if r.rules.is_empty() { "-".to_owned() } else { r.rules.join(",") },
                 models = esc(&r.models_text()),
                 markers = esc(&r.markers_text()),
+                tools = esc(&r.tools_text()),
                 src = esc(&r.sources.join(", ")),
             );
         }

@@ -20,6 +20,8 @@ pub struct Row {
     pub models: Option<Vec<String>>,
     /// (marker, allowed, refusing rule).
     pub markers: Vec<(&'static str, bool, Option<&'static str>)>,
+    /// (tool type, allowed, refusing rule), from the operation's tool allow-lists.
+    pub tools: Vec<(String, bool, Option<&'static str>)>,
     /// The source ids of the endpoint row (provenance).
     pub sources: Vec<String>,
 }
@@ -38,6 +40,33 @@ impl Row {
             Some(m) if m.is_empty() => "none".to_owned(),
             Some(m) => m.join(", "),
         }
+    }
+
+    /// `web_search, file_search; refused: code_interpreter (tool_not_eligible)`, or `-`.
+    pub fn tools_text(&self) -> String {
+        if self.tools.is_empty() {
+            return "-".to_owned();
+        }
+        let ok: Vec<&str> = self.tools.iter().filter(|t| t.1).map(|t| t.0.as_str()).collect();
+        let no: Vec<String> = self
+            .tools
+            .iter()
+            .filter(|t| !t.1)
+            .map(|(t, _, r)| match r {
+                Some(r) => format!("{t} ({r})"),
+                None => t.clone(),
+            })
+            .collect();
+        let mut out = if ok.is_empty() {
+            "none".to_owned()
+        } else {
+            ok.join(", ")
+        };
+        if !no.is_empty() {
+            out.push_str("; refused: ");
+            out.push_str(&no.join(", "));
+        }
+        out
     }
 
     pub fn markers_text(&self) -> String {
@@ -99,7 +128,22 @@ fn row(catalog: &Catalog, project: &Project, e: &OpEligibility) -> Row {
     } else {
         Vec::new()
     };
+    let tools = if allowed {
+        e.tools
+            .iter()
+            .map(|t| {
+                (
+                    t.tool.clone(),
+                    t.allowed(),
+                    t.decision.denial.as_ref().map(|d| d.rule.as_str()),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Row {
+        tools,
         method: op.method.clone(),
         path: op.template.clone(),
         endpoint: catalog.endpoint_of(e.op).id.clone(),
@@ -141,8 +185,8 @@ pub fn table(catalog: &Catalog, project: &Project, rows: &[Row]) -> String {
     );
     let allowed = rows.iter().filter(|r| r.allowed()).count();
     out.push_str(&format!("{allowed} of {} operations allowed\n\n", rows.len()));
-    let header = ["OPERATION", "DECISION", "RULE", "MODELS", "BODY MARKERS"];
-    let cells: Vec<[String; 5]> = rows
+    let header = ["OPERATION", "DECISION", "RULE", "MODELS", "BODY MARKERS", "TOOLS"];
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -155,6 +199,10 @@ pub fn table(catalog: &Catalog, project: &Project, rows: &[Row]) -> String {
                 },
                 r.models_text(),
                 r.markers_text(),
+                match r.tools_text().as_str() {
+                    "-" => "-".to_owned(),
+                    t => format!("tools: {t}"),
+                },
             ]
         })
         .collect();
@@ -165,8 +213,8 @@ pub fn table(catalog: &Catalog, project: &Project, rows: &[Row]) -> String {
         }
     }
     // OPERATION, DECISION and RULE are padded; MODELS is long and comes last but for the
-    // body markers, in brackets.
-    let line = |c: [&str; 5]| {
+    // body markers, in brackets, and the tools, in braces.
+    let line = |c: [&str; 6]| {
         let mut s = format!(
             "{:<w0$}  {:<w1$}  {:<w2$}  {}",
             c[0],
@@ -180,11 +228,14 @@ pub fn table(catalog: &Catalog, project: &Project, rows: &[Row]) -> String {
         if c[4] != "-" {
             s.push_str(&format!("  [{}]", c[4]));
         }
+        if c[5] != "-" {
+            s.push_str(&format!("  {{{}}}", c[5]));
+        }
         s.trim_end().to_owned() + "\n"
     };
     out.push_str(&line(header));
     for c in &cells {
-        out.push_str(&line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
+        out.push_str(&line([&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]]));
     }
     out
 }
@@ -212,6 +263,9 @@ pub fn json(catalog: &Catalog, project: &Project, rows: &[Row]) -> Value {
                 "models": if any { Some(Vec::new()) } else { r.models.clone() },
                 "markers": r.markers.iter().map(|(m, ok, rule)| json!({
                     "marker": m, "allowed": ok, "rule": rule,
+                })).collect::<Vec<_>>(),
+                "tools": r.tools.iter().map(|(t, ok, rule)| json!({
+                    "tool": t, "allowed": ok, "rule": rule,
                 })).collect::<Vec<_>>(),
             })
         }).collect::<Vec<_>>(),
