@@ -613,7 +613,7 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     let dir = TempDir::new("ops-audit");
     let audit = dir.path().join("audit.jsonl");
     let body = format!(
-        "[audit]\npath = \"{}\"\n{}\n{}",
+        "[timeouts]\nshutdown_drain_delay_secs = 0\n[audit]\npath = \"{}\"\n{}\n{}",
         audit.display(),
         upstream(&eu, &us),
         app_project("eu")
@@ -634,19 +634,23 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     let deny = p.chat(&[("x-request-id", "aud-3")], &deny_body.to_string()).await;
     assert_eq!(deny.status, 403);
 
+    // A start notice; per forwarded request a decision (written before forwarding) and an
+    // outcome (when the response ended); a denial has one decision record with its status.
     assert!(
-        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 3).await,
+        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 6).await,
         "audit records not written: {:?}",
         std::fs::read_to_string(&audit)
     );
     let recs = audit_lines(&audit);
-    assert_eq!(recs.len(), 3, "one record per request: {recs:#?}");
+    assert_eq!(recs.len(), 6, "{recs:#?}");
+    assert_eq!(recs[0]["kind"], "notice", "{}", recs[0]);
+    let decisions: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "decision").collect();
     let expect = [
-        ("aud-1", "allow", "", 200),
-        ("aud-2", "rewrite", "store", 200),
-        ("aud-3", "deny", "model_not_eligible", 403),
+        ("aud-1", "allow", "", Value::Null),
+        ("aud-2", "rewrite", "store", Value::Null),
+        ("aud-3", "deny", "model_not_eligible", Value::from(403)),
     ];
-    for (rec, (id, decision, rule, status)) in recs.iter().zip(expect) {
+    for (rec, (id, decision, rule, status)) in decisions.iter().zip(expect) {
         assert_eq!(rec["request_id"], id, "{rec}");
         assert_eq!(rec["decision"], decision, "{rec}");
         assert_eq!(rec["rule"], rule, "{rec}");
@@ -654,6 +658,20 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         assert_eq!(rec["project"], "app", "{rec}");
         assert_eq!(rec["region"], "eu", "{rec}");
         assert_eq!(rec["status"], status, "{rec}");
+        assert_eq!(rec["forwarded"], status.is_null(), "{rec}");
+    }
+    for id in ["aud-1", "aud-2"] {
+        let outcome = recs
+            .iter()
+            .find(|r| r["kind"] == "outcome" && r["request_id"] == id)
+            .unwrap_or_else(|| panic!("no outcome for {id}: {recs:#?}"));
+        assert_eq!(outcome["status"], 200, "{outcome}");
+        assert_eq!(outcome["body"], "complete", "{outcome}");
+        let decision = recs
+            .iter()
+            .find(|r| r["kind"] == "decision" && r["request_id"] == id)
+            .unwrap();
+        assert_eq!(outcome["decision_seq"], decision["seq"], "{outcome}");
     }
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(
@@ -673,13 +691,13 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         "verify: {stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains('3'), "verify names the count: {stdout}");
+    assert!(stdout.contains("6 record"), "verify names the count: {stdout}");
 
     // One edited byte in record 2 is found and named.
     let original = text.clone();
     let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
-    assert!(lines[1].contains("\"status\":200"), "{}", lines[1]);
-    lines[1] = lines[1].replacen("\"status\":200", "\"status\":201", 1);
+    assert!(lines[2].contains("\"status\":200"), "{}", lines[2]);
+    lines[2] = lines[2].replacen("\"status\":200", "\"status\":201", 1);
     std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
     let out = verify(&audit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -688,7 +706,7 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         Some(1),
         "an edited record must fail verify: {stdout}"
     );
-    assert!(stdout.contains("line 2"), "verify names the line: {stdout}");
+    assert!(stdout.contains("line 3"), "verify names the line: {stdout}");
     std::fs::write(&audit, &original).unwrap();
 
     // Restart on the same file: the chain continues.
@@ -706,21 +724,26 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         .await;
     assert_eq!(r.status, 200);
     assert!(
-        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 5).await,
+        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 10).await,
         "audit records after restart not written: {:?}",
         std::fs::read_to_string(&audit)
     );
     let recs = audit_lines(&audit);
-    assert_eq!(recs.len(), 5);
-    assert_eq!(recs[3]["seq"], 4, "{}", recs[3]);
+    assert_eq!(recs.len(), 10);
+    assert_eq!(recs[6]["seq"], 7, "{}", recs[6]);
     assert_eq!(
-        recs[3]["prev"], recs[2]["hash"],
+        recs[6]["kind"], "decision",
+        "no new-chain notice on a continued chain: {}",
+        recs[6]
+    );
+    assert_eq!(
+        recs[6]["prev"], recs[5]["hash"],
         "the chain links across the restart"
     );
     let out = verify(&audit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "verify after restart: {stdout}");
-    assert!(stdout.contains('5'), "{stdout}");
+    assert!(stdout.contains("10 record"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1033,7 +1056,7 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-term");
     let body = format!(
-        "[timeouts]\nshutdown_grace_secs = 8\n{}\n{}",
+        "[timeouts]\nshutdown_grace_secs = 8\nshutdown_drain_delay_secs = 0\n{}\n{}",
         upstream(&eu, &us),
         app_project("eu")
     );
@@ -1133,7 +1156,7 @@ async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-term-hang");
     let body = format!(
-        "[timeouts]\nshutdown_grace_secs = 1\nupstream_response_secs = 60\n{}\n{}",
+        "[timeouts]\nshutdown_grace_secs = 1\nshutdown_drain_delay_secs = 0\nupstream_response_secs = 60\n{}\n{}",
         upstream(&eu, &us),
         app_project("eu")
     );

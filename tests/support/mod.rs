@@ -105,12 +105,25 @@ impl Proxy {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_wrapped(config, env, &[])
+    }
+
+    /// Starts the proxy as the last arguments of `wrapper` (e.g. a shell that mounts a small
+    /// tmpfs in a private mount namespace, then `exec "$@"`s), so the child's pid is the proxy's.
+    pub fn start_wrapped(config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Proxy {
         let dir = TempDir::new("proxy");
         let cfg = dir.path().join("proxy.toml");
         std::fs::write(&cfg, config).unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_residency-proxy"));
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_residency-proxy")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_residency-proxy"));
+                c
+            }
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&cfg)
@@ -154,6 +167,40 @@ impl Proxy {
         self.child.id()
     }
 
+    /// The config file the proxy runs on (rewrite it to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("proxy.toml")
+    }
+
+    /// Sends a signal (`TERM`, `HUP`) to the proxy.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{sig}");
+    }
+
+    /// Waits until stderr holds `needle` (an event, not a sleep); false after `limit`.
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.stderr().contains(needle)).await
+    }
+
+    /// Waits for the process to exit; None after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if t0.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `http://127.0.0.1:PORT/v1`, what OPENAI_BASE_URL is set to.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
@@ -190,6 +237,20 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds (true) or `limit` passes (false).
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if t0.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -7,27 +7,62 @@ use crate::server::Shared;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
+/// Serves the admin endpoints until `stop`. The listener has its own budget,
+/// `limits.admin_max_connections` (at it, accepting pauses), and a connection that sends no
+/// request head within `timeouts.request_header_secs` is closed: silent admin connections
+/// cannot hold file descriptors the proxy port needs.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let (max_conns, header_timeout) = {
+        let s = shared.snapshot.load();
+        (
+            s.config.limits.admin_max_connections,
+            s.config.timeouts.request_header,
+        )
+    };
+    let permits = Arc::new(Semaphore::new(max_conns));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
         let stream = tokio::select! {
             r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
             _ = stop.changed() => return,
         };
-        let shared = shared.clone();
+        let accepted = tokio::time::Instant::now();
+        let seen = Arc::new(AtomicBool::new(false));
+        let svc_seen = seen.clone();
+        let svc_shared = shared.clone();
         let svc = service_fn(move |req| {
-            let shared = shared.clone();
+            let shared = svc_shared.clone();
+            svc_seen.store(true, Ordering::Release);
             async move { Ok::<_, std::convert::Infallible>(route(&shared, &req)) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-        tokio::spawn(conn);
+        let timeouts = shared.services.metrics.timeouts.clone();
+        tokio::spawn(async move {
+            crate::server::first_request_within(
+                conn,
+                &seen,
+                accepted + header_timeout,
+                &timeouts,
+                "admin_header",
+            )
+            .await;
+            drop(permit);
+        });
     }
 }
 
@@ -39,9 +74,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             crate::status_page::render(shared),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" if shared.ready.load(Ordering::Acquire) => {
-            (StatusCode::OK, "text/plain", "ready\n".to_string())
-        }
+        "/readyz" if shared.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

@@ -99,8 +99,13 @@ enum CatalogCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of an audit log: exit 0 if intact, 1 with the first broken line.
-    Verify { file: PathBuf },
+    /// Check the hash chain of an audit log, across rotated files given oldest first: exit 0
+    /// if intact and complete, 2 if intact but with recorded gaps or a chain that starts
+    /// again, 1 with the first broken line.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -137,17 +142,8 @@ pub fn main() -> i32 {
                 },
         } => crate::catalog_cmd::diff::run(&old, &new, config.as_deref(), &format),
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => match crate::audit::verify(&file) {
-            Ok(n) => {
-                println!("{}: ok, {n} record(s), chain intact", file.display());
-                0
-            }
-            Err(e) => {
-                println!("{}: {e}", file.display());
-                1
-            }
-        },
+            command: AuditCommand::Verify { files },
+        } => audit_verify(&files),
         Command::Explain {
             config,
             project,
@@ -218,8 +214,43 @@ fn runtime_threads(workers: usize, cpus: usize) -> Option<usize> {
     }
 }
 
+fn audit_verify(files: &[PathBuf]) -> i32 {
+    match crate::audit::verify(files) {
+        Ok(report) => {
+            for r in &report.remarks {
+                println!("{r}");
+            }
+            println!(
+                "ok, {} record(s) in {} file(s), chain intact{}",
+                report.records,
+                files.len(),
+                if report.incomplete {
+                    ", incomplete (see above)"
+                } else {
+                    ""
+                }
+            );
+            if report.incomplete {
+                2
+            } else {
+                0
+            }
+        }
+        Err(e) => {
+            println!("{e}");
+            1
+        }
+    }
+}
+
 fn check(path: &std::path::Path) -> i32 {
-    match Config::load(Some(path)) {
+    let loaded = Config::load(Some(path)).and_then(|config| match &config.audit_path {
+        Some(p) => crate::audit::check_path(p)
+            .map(|()| config)
+            .map_err(|e| crate::config::ConfigError { problems: vec![e] }),
+        None => Ok(config),
+    });
+    match loaded {
         Ok(config) => {
             for w in crate::config::warnings(&config) {
                 println!("warning: {w}");

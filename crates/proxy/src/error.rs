@@ -28,6 +28,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The proxy is at its concurrency limit (503).
     Overloaded,
+    /// The decision could not be written to the audit log (`on_failure = "refuse"`) (503).
+    AuditUnavailable,
 }
 
 impl From<&ProxyError> for StatusCode {
@@ -42,7 +44,7 @@ impl From<&ProxyError> for StatusCode {
             ProxyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded | ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -61,15 +63,17 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Overloaded => "proxy_overloaded",
+            ProxyError::AuditUnavailable => "audit_unavailable",
         }
     }
 
     /// The `error.type` of the body, as OpenAI uses it.
     fn error_type(&self) -> &'static str {
         match self {
-            ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout | ProxyError::Overloaded => {
-                "server_error"
-            }
+            ProxyError::UpstreamUnavailable(_)
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Overloaded
+            | ProxyError::AuditUnavailable => "server_error",
             _ => "invalid_request_error",
         }
     }
@@ -91,6 +95,10 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(m) => format!("The upstream could not be reached: {m}."),
             ProxyError::UpstreamTimeout => "The upstream did not respond in time.".into(),
             ProxyError::Overloaded => "The proxy is at its concurrency limit; retry later.".into(),
+            ProxyError::AuditUnavailable => {
+                "The proxy cannot write its audit log, and forwards nothing it cannot record; retry later."
+                    .into()
+            }
         }
     }
 
@@ -106,7 +114,10 @@ impl ProxyError {
     fn should_retry(&self) -> bool {
         matches!(
             self,
-            ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout | ProxyError::Overloaded
+            ProxyError::UpstreamUnavailable(_)
+                | ProxyError::UpstreamTimeout
+                | ProxyError::Overloaded
+                | ProxyError::AuditUnavailable
         )
     }
 
@@ -173,6 +184,7 @@ mod tests {
             ),
             (ProxyError::UpstreamTimeout, 504, "upstream_timeout"),
             (ProxyError::Overloaded, 503, "proxy_overloaded"),
+            (ProxyError::AuditUnavailable, 503, "audit_unavailable"),
         ];
         for (e, status, code) in cases {
             assert_eq!(StatusCode::from(&e).as_u16(), status, "{e:?}");

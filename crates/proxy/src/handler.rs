@@ -26,7 +26,7 @@ pub async fn handle(
     let mut ctx = Ctx::new(snap);
     // The slot goes with the response body: a stream holds it until its last byte.
     let (res, slot) = match services.inflight.clone().try_acquire_owned() {
-        Ok(slot) => (proxy(&mut ctx, &services.metrics, req).await, Some(slot)),
+        Ok(slot) => (proxy(&mut ctx, services, &request_id, req).await, Some(slot)),
         Err(_) => (ctx.stop(Stop::Refuse(ProxyError::Overloaded)), None),
     };
     let finish = Finish {
@@ -41,10 +41,11 @@ pub async fn handle(
 
 async fn proxy(
     ctx: &mut Ctx,
-    metrics: &crate::metrics::Metrics,
+    services: &Services,
+    request_id: &RequestId,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    match forward(ctx, metrics, req).await {
+    match forward(ctx, services, request_id, req).await {
         Ok(res) => res,
         Err(stop) => ctx.stop(stop),
     }
@@ -52,10 +53,13 @@ async fn proxy(
 
 async fn forward(
     ctx: &mut Ctx,
-    metrics: &crate::metrics::Metrics,
+    services: &Services,
+    request_id: &RequestId,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Stop> {
+    let metrics = &services.metrics;
     let m = pipeline::early_request(ctx, &req)?;
+    let method = req.method().clone();
 
     let (mut parts, incoming) = req.into_parts();
     let upgrade = if pipeline::is_websocket_upgrade(&parts.headers) {
@@ -90,6 +94,18 @@ async fn forward(
     let fwd = pipeline::upstream_request(ctx, m, parts, inspected, body)?;
     if let ProxyBody::Chunks { remaining, .. } = fwd.body() {
         metrics.bytes_out.inc_by(*remaining);
+    }
+    // Nothing is forwarded before its decision is recorded (on_failure = "refuse": the
+    // record's write returned; "continue": it is queued).
+    if let Some(audit) = &services.audit {
+        let record = pipeline::audit_record(ctx, &method, request_id.to_string(), None);
+        match audit.record_decision(record).await {
+            Ok(ticket) => ctx.audit_ticket = Some(ticket),
+            Err(crate::audit::AuditUnavailable) => {
+                ctx.decision = None;
+                return Err(ProxyError::AuditUnavailable.into());
+            }
+        }
     }
     let sent = Instant::now();
     let timeout = ctx.snap.config.timeouts.upstream_response;

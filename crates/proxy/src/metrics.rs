@@ -211,6 +211,13 @@ pub struct Metrics {
     pub last_reload_ok: Gauge,
     /// 1 for the catalog edition in use; replaced on reload.
     pub catalog_info: Family<CatalogLabels, Gauge>,
+    pub audit: crate::audit::AuditMetrics,
+    /// Waits that ran out: `request_header` (no request head from accept or after the TLS
+    /// handshake), `admin_header`, `upstream_idle` (an upstream body that went silent).
+    pub timeouts: Family<crate::audit::KindLabel, Counter>,
+    /// Forwarded responses that did not end complete, by how: `upstream_error` (reset or
+    /// truncated), `upstream_idle_timeout`, `client_gone`.
+    pub response_errors: Family<crate::audit::KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -292,7 +299,25 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let audit = crate::audit::AuditMetrics::register(&mut registry);
+        let timeouts = Family::<crate::audit::KindLabel, Counter>::default();
+        registry.register("timeouts", "Waits that ran out, by kind", timeouts.clone());
+        let response_errors = Family::<crate::audit::KindLabel, Counter>::default();
+        registry.register(
+            "response_body_errors",
+            "Forwarded responses that did not end complete, by how they ended",
+            response_errors.clone(),
+        );
+        for kind in ["request_header", "admin_header", "upstream_idle"] {
+            let _ = timeouts.get_or_create(&crate::audit::KindLabel { kind });
+        }
+        for kind in ["upstream_error", "upstream_idle_timeout", "client_gone"] {
+            let _ = response_errors.get_or_create(&crate::audit::KindLabel { kind });
+        }
         Metrics {
+            audit,
+            timeouts,
+            response_errors,
             registry,
             requests,
             upstream_seconds,

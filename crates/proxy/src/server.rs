@@ -1,5 +1,10 @@
 //! The listeners and the process lifecycle: accept connections (HTTP/1.1 and h2c), serve the
 //! admin endpoints, reload on SIGHUP or config change, drain on SIGTERM/SIGINT.
+//!
+//! Every wait has an end: a connection that has not sent a complete request head within
+//! `request_header_secs` of its accept (or of the end of its TLS handshake) is closed, idle
+//! keep-alive connections likewise (hyper's header timer), and the admin listener has its own
+//! connection budget so silent admin connections cannot use up the proxy's.
 
 use crate::admin;
 use crate::audit::AuditLog;
@@ -34,14 +39,29 @@ pub struct Shared {
     pub config_path: Option<PathBuf>,
 }
 
+impl Shared {
+    /// `/readyz`: the listener is bound, not draining, and (with `on_failure = "refuse"`) the
+    /// audit log can be written, since every request would be refused otherwise.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && self
+                .services
+                .audit
+                .as_ref()
+                .is_none_or(|a| a.writable() || a.on_failure() == crate::audit::OnFailure::Continue)
+    }
+}
+
 /// Runs the proxy until SIGTERM/SIGINT, then drains. Returns the process exit code.
 pub async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
     let admin_listen = config.admin_listen;
     let grace = config.timeouts.shutdown_grace;
+    let drain_delay = config.timeouts.shutdown_drain_delay;
     let config_path = config.source.clone();
+    let metrics = Metrics::new();
     let audit = match &config.audit_path {
-        Some(p) => Some(AuditLog::open(p)?),
+        Some(p) => Some(AuditLog::open(p, config.audit_on_failure, metrics.audit.clone())?),
         None => None,
     };
     let inflight = Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent_requests));
@@ -50,7 +70,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         services: Arc::new(Services {
-            metrics: Metrics::new(),
+            metrics,
             audit,
             inflight,
         }),
@@ -74,10 +94,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     // Installed before the listeners are announced: a SIGTERM sent as soon as the harness
     // sees the announcement must find the handler, not the default action (kill).
-    let signals = ShutdownSignals::install();
+    let mut signals = ShutdownSignals::install();
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The admin listener outlives the drain: /readyz answers 503 until the process exits.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     if let Some(admin) = admin {
-        tokio::spawn(admin::serve(admin, shared.clone(), stop_rx.clone()));
+        tokio::spawn(admin::serve(admin, shared.clone(), admin_stop_rx));
     }
     tokio::spawn(watch_config(shared.clone(), stop_rx.clone()));
     shared.ready.store(true, Ordering::Release);
@@ -93,17 +115,60 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
     signals.wait(&shared).await;
     shared.ready.store(false, Ordering::Release);
+    // Load balancers see /readyz fail and stop sending; meanwhile requests are still served.
+    // A second TERM/INT ends the delay early.
+    tracing::info!(
+        drain_delay_secs = drain_delay.as_secs_f64(),
+        "shutting down: /readyz answers 503; still serving during the drain delay"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(drain_delay) => {}
+        _ = signals.wait(&shared) => {}
+    }
     let _ = stop_tx.send(true);
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
-        "shutting down: draining in-flight requests"
+        "stopped accepting: draining in-flight requests"
     );
     // The accept loop returns the watcher of live connections once it stops accepting.
     if let Ok(graceful) = accept.await {
         drain(graceful, grace).await;
     }
+    if let Some(audit) = &shared.services.audit {
+        audit.close(Duration::from_secs(5)).await;
+    }
+    let _ = admin_stop_tx.send(true);
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Serves one connection, closing it if no request head arrived by `deadline` (`seen` is set
+/// by the service on each request). After the first request, hyper's own header timer bounds
+/// the idle keep-alive waits.
+pub(crate) async fn first_request_within<F: std::future::Future>(
+    conn: F,
+    seen: &AtomicBool,
+    deadline: tokio::time::Instant,
+    timeouts: &prometheus_client::metrics::family::Family<
+        crate::audit::KindLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    kind: &'static str,
+) {
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = &mut conn => return,
+        _ = tokio::time::sleep_until(deadline) => {}
+    }
+    if seen.load(Ordering::Acquire) {
+        conn.await;
+    } else {
+        timeouts.get_or_create(&crate::audit::KindLabel { kind }).inc();
+        tracing::debug!(
+            kind,
+            "connection closed: no request head within request_header_secs"
+        );
+    }
 }
 
 /// The line test harnesses and operators wait for: both listeners are bound.
@@ -163,6 +228,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        let accepted = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         shared.services.metrics.open_connections.inc();
         let tls = shared.snapshot.load().tls.clone();
@@ -171,8 +237,12 @@ async fn accept_loop(
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc_shared = conn_shared.clone();
+            let seen = Arc::new(AtomicBool::new(false));
+            let svc_seen = seen.clone();
+            let timeouts = conn_shared.services.metrics.timeouts.clone();
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
+                svc_seen.store(true, Ordering::Release);
                 async move {
                     // The snapshot is taken once per request: a reload never changes a request in flight.
                     let snap = shared.snapshot.load_full();
@@ -184,11 +254,28 @@ async fn accept_loop(
                     // hyper resolves Content-Length + Transfer-Encoding itself; the guard refuses it first.
                     let io = FramingGuard::new(stream);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let conn = watcher.watch(conn.into_owned());
+                    first_request_within(
+                        conn,
+                        &seen,
+                        accepted + header_timeout,
+                        &timeouts,
+                        "request_header",
+                    )
+                    .await;
                 }
                 Some(acceptor) => {
                     // The handshake is bounded like a request head: a silent client cannot hold a slot.
-                    if let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                    if handshake.is_err() {
+                        timeouts
+                            .get_or_create(&crate::audit::KindLabel {
+                                kind: "request_header",
+                            })
+                            .inc();
+                    }
+                    if let Ok(Ok(tls)) = handshake {
+                        let handshake_done = tokio::time::Instant::now();
                         // HTTP/2 has no such framing ambiguity: only HTTP/1 bytes are followed.
                         let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                             FramingGuard::passthrough(tls)
@@ -196,7 +283,15 @@ async fn accept_loop(
                             FramingGuard::new(tls)
                         };
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        let conn = watcher.watch(conn.into_owned());
+                        first_request_within(
+                            conn,
+                            &seen,
+                            handshake_done + header_timeout,
+                            &timeouts,
+                            "request_header",
+                        )
+                        .await;
                     }
                 }
             }
@@ -228,16 +323,22 @@ impl ShutdownSignals {
         }
     }
 
-    /// Returns on TERM or INT; reloads the config on each HUP.
-    async fn wait(self, shared: &Shared) {
-        let Some([mut term, mut int, mut hup]) = self.0 else {
+    /// Returns on TERM or INT; reloads the config (and reopens the audit log) on each HUP.
+    async fn wait(&mut self, shared: &Shared) {
+        let Some([term, int, hup]) = self.0.as_mut() else {
             return std::future::pending().await;
         };
         loop {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
-                _ = hup.recv() => reload(shared, "sighup"),
+                _ = hup.recv() => {
+                    reload(shared, "sighup");
+                    // logrotate's `create`: the file was renamed and a new one made; reopen it.
+                    if let Some(audit) = &shared.services.audit {
+                        audit.reopen(None);
+                    }
+                }
             }
         }
     }
@@ -252,7 +353,7 @@ impl ShutdownSignals {
         Self
     }
 
-    async fn wait(self, _shared: &Shared) {
+    async fn wait(&mut self, _shared: &Shared) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -270,6 +371,9 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
         .and_then(Snapshot::new);
     match result {
         Ok(snap) => {
+            if let Some(audit) = &shared.services.audit {
+                apply_audit_settings(audit, &shared.snapshot.load().config, &snap.config);
+            }
             let catalog = snap.config.catalog.clone();
             shared.snapshot.store(Arc::new(snap));
             shared.services.metrics.set_catalog(&catalog);
@@ -321,5 +425,24 @@ async fn watch_config(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             last = now;
             reload(&shared, "file_change");
         }
+    }
+}
+
+/// The reloadable `[audit]` settings: `on_failure`, and a new `path` (the file is reopened
+/// there and the chain continues). Turning the audit on or off takes effect at restart.
+fn apply_audit_settings(audit: &AuditLog, old: &Config, new: &Config) {
+    audit.set_on_failure(new.audit_on_failure);
+    match (&old.audit_path, &new.audit_path) {
+        (Some(a), Some(b)) if a != b => {
+            tracing::info!(from = %a.display(), to = %b.display(), "audit.path changed: reopening");
+            audit.reopen(Some(b.clone()));
+        }
+        (Some(_), None) => {
+            tracing::warn!("audit.path removed: takes effect at restart; the audit log stays open");
+        }
+        (None, Some(_)) => {
+            tracing::warn!("audit.path added: takes effect at restart");
+        }
+        _ => {}
     }
 }

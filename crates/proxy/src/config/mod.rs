@@ -4,6 +4,7 @@
 //! each with its place (`projects[1].region: unknown region "uk", did you mean "gb"?`).
 
 pub mod raw;
+pub mod safe;
 mod suggest;
 
 use policy::{Catalog, Mode, Project, ProjectSet, Retention, StoreMode};
@@ -40,6 +41,7 @@ pub struct Config {
     /// `headers.underscores`: header names with `_` that alias nothing we read.
     pub underscores: crate::identity::Underscores,
     pub audit_path: Option<PathBuf>,
+    pub audit_on_failure: crate::audit::OnFailure,
     pub tls: Option<TlsFiles>,
     /// Where the config came from (None: the embedded default).
     pub source: Option<PathBuf>,
@@ -50,6 +52,7 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub max_concurrent_requests: usize,
+    pub admin_max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +64,8 @@ pub struct Timeouts {
     pub request_body: Duration,
     pub idle: Duration,
     pub shutdown_grace: Duration,
+    pub upstream_idle: Duration,
+    pub shutdown_drain_delay: Duration,
 }
 
 /// Certificate chain and key for TLS on the proxy listener (PEM).
@@ -118,8 +123,8 @@ impl Config {
         match path {
             None => Config::from_toml(DEFAULT_TOML, None),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", p.display())))?;
+                let text = safe::read_capped(p, safe::MAX_CONFIG_BYTES, "the config file")
+                    .map_err(ConfigError::one)?;
                 Config::from_toml(&text, Some(p))
             }
         }
@@ -128,10 +133,9 @@ impl Config {
     /// Loads a config for offline questions about its policy (`catalog show`, `catalog diff`):
     /// upstream keys are not read, so no production secret is needed.
     pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        let text = safe::read_capped(path, safe::MAX_CONFIG_BYTES, "the config file").map_err(ConfigError::one)?;
         let mut raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::one(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+            .map_err(|e| ConfigError::one(safe::toml_error(&text, Some(path), &e)))?;
         for p in &mut raw.projects {
             p.upstream_api_key_env = None;
             p.upstream_api_key_file = None;
@@ -141,10 +145,8 @@ impl Config {
 
     /// Parses and validates `text`; `source` is used for relative paths and messages.
     pub fn from_toml(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let place = source.map(|p| format!("{}: ", p.display())).unwrap_or_default();
-            ConfigError::one(format!("{place}{}", e.to_string().trim_end()))
-        })?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::one(safe::toml_error(text, source, &e)))?;
         validate(raw, source)
     }
 }
@@ -153,23 +155,42 @@ fn parse_addr(problems: &mut Vec<String>, place: &str, value: &str) -> Option<So
     match value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            problems.push(format!(
-                "{place}: {value:?} is not an address like \"127.0.0.1:8080\""
-            ));
+            problems.push(format!("{place}: is not an address like \"127.0.0.1:8080\""));
             None
         }
     }
 }
 
+/// A timeout: 0 would fire at once (or, read as "none", never), so the range starts at 1 s.
 fn secs(problems: &mut Vec<String>, place: &str, value: Option<f64>, default: f64) -> Duration {
+    bounded_secs(problems, place, value, default, 1.0)
+}
+
+fn bounded_secs(
+    problems: &mut Vec<String>,
+    place: &str,
+    value: Option<f64>,
+    default: f64,
+    min: f64,
+) -> Duration {
     let v = value.unwrap_or(default);
-    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+    if !(v.is_finite() && v >= min && v <= 86_400.0) {
         problems.push(format!(
-            "{place}: must be a number of seconds between 0 and 86400, got {v}"
+            "{place}: must be a number of seconds between {min} and 86400, got {v}"
         ));
         return Duration::from_secs_f64(default);
     }
     Duration::from_secs_f64(v)
+}
+
+/// A count that must be at least 1 (0 would never accept or never serve).
+fn count(problems: &mut Vec<String>, place: &str, value: Option<usize>, default: usize) -> usize {
+    let v = value.unwrap_or(default);
+    if !(1..=1_000_000).contains(&v) {
+        problems.push(format!("{place}: must be between 1 and 1000000, got {v}"));
+        return default;
+    }
+    v
 }
 
 fn load_catalog(raw: &raw::RawCatalog, base: Option<&Path>) -> Result<Catalog, Vec<String>> {
@@ -201,8 +222,8 @@ fn load_catalog(raw: &raw::RawCatalog, base: Option<&Path>) -> Result<Catalog, V
         },
         (Some(p), None) => {
             let p = relative_to(base, p);
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| vec![format!("catalog.path: cannot read {}: {e}", p.display())])?;
+            let text = safe::read_capped(&p, safe::MAX_CATALOG_BYTES, "the catalog")
+                .map_err(|e| vec![format!("catalog.path: {e}")])?;
             Catalog::from_json(&text).map_err(|e| {
                 e.problems
                     .iter()
@@ -240,10 +261,22 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         }
     };
 
+    let l = &raw.limits;
     let limits = Limits {
         max_body_bytes: raw.limits.max_body_bytes.unwrap_or(32 * 1024 * 1024),
-        max_connections: raw.limits.max_connections.unwrap_or(10_000),
-        max_concurrent_requests: raw.limits.max_concurrent_requests.unwrap_or(10_000),
+        max_connections: count(&mut problems, "limits.max_connections", l.max_connections, 10_000),
+        max_concurrent_requests: count(
+            &mut problems,
+            "limits.max_concurrent_requests",
+            l.max_concurrent_requests,
+            10_000,
+        ),
+        admin_max_connections: count(
+            &mut problems,
+            "limits.admin_max_connections",
+            l.admin_max_connections,
+            64,
+        ),
     };
     if limits.max_body_bytes == 0 {
         problems.push("limits.max_body_bytes: must be greater than 0".into());
@@ -276,6 +309,20 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             t.shutdown_grace_secs,
             30.0,
         ),
+        upstream_idle: secs(
+            &mut problems,
+            "timeouts.upstream_idle_secs",
+            t.upstream_idle_secs,
+            300.0,
+        ),
+        // 0 is allowed here: no delay (e.g. nothing load-balances this proxy).
+        shutdown_drain_delay: bounded_secs(
+            &mut problems,
+            "timeouts.shutdown_drain_delay_secs",
+            t.shutdown_drain_delay_secs,
+            5.0,
+            0.0,
+        ),
     };
 
     let base_urls = validate_base_urls(&mut problems, &catalog, &raw.upstream.base_urls);
@@ -286,13 +333,11 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         .and_then(|u| match parse_base_url(u) {
             Ok((scheme, _)) if scheme == http::uri::Scheme::HTTP => u.parse::<http::Uri>().ok(),
             Ok(_) => {
-                problems.push(format!(
-                    "upstream.connect_proxy: {u:?} must be an http:// proxy address"
-                ));
+                problems.push("upstream.connect_proxy: must be an http:// proxy address".to_string());
                 None
             }
             Err(why) => {
-                problems.push(format!("upstream.connect_proxy: {u:?} {why}"));
+                problems.push(format!("upstream.connect_proxy: the URL {why}"));
                 None
             }
         });
@@ -351,6 +396,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         require_client_key: raw.auth.require_client_key,
         underscores: raw.headers.underscores.unwrap_or_default(),
         audit_path: raw.audit.path.as_deref().map(|p| relative_to(source, p)),
+        audit_on_failure: raw.audit.on_failure.unwrap_or_default(),
         tls,
         source: source.map(Path::to_path_buf),
     })
@@ -373,7 +419,7 @@ fn validate_base_urls(
             Ok(parts) => {
                 out.insert(region.clone(), parts);
             }
-            Err(why) => problems.push(format!("{place}: {url:?} {why}")),
+            Err(why) => problems.push(format!("{place}: the URL {why}")),
         }
     }
     out
@@ -538,13 +584,10 @@ fn upstream_key(
         },
         (None, Some(file)) => {
             let path = relative_to(source, file);
-            match std::fs::read_to_string(&path) {
+            match safe::read_capped(&path, safe::MAX_SECRET_BYTES, "the key file") {
                 Ok(v) => v,
                 Err(e) => {
-                    problems.push(format!(
-                        "{place}.upstream_api_key_file: cannot read {}: {e}",
-                        path.display()
-                    ));
+                    problems.push(format!("{place}.upstream_api_key_file: {e}"));
                     return None;
                 }
             }

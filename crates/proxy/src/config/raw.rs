@@ -41,6 +41,8 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
+    /// Connections to the admin listener (its own budget: it cannot starve the proxy port).
+    pub admin_max_connections: Option<usize>,
 }
 
 /// Shared-gateway authentication.
@@ -68,6 +70,9 @@ pub struct RawHeaders {
 pub struct RawAudit {
     /// Append-only JSON-lines file of decisions, hash-chained.
     pub path: Option<PathBuf>,
+    /// "refuse" (default): nothing is forwarded whose decision was not written; "continue":
+    /// requests go on and lost records are counted and announced by a gap record.
+    pub on_failure: Option<crate::audit::OnFailure>,
 }
 
 /// TLS on the proxy listener.
@@ -109,6 +114,10 @@ pub struct RawTimeouts {
     pub request_body_secs: Option<f64>,
     pub idle_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
+    /// An upstream response body that sends nothing for this long is ended (with an error).
+    pub upstream_idle_secs: Option<f64>,
+    /// After SIGTERM, /readyz answers 503 while the proxy keeps serving for this long.
+    pub shutdown_drain_delay_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,7 @@
 //! ended. [`Tracked`] is the response body that calls it.
 
 use super::Ctx;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, KindLabel};
 use crate::body::{BoxError, ProxyBody};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -23,26 +23,8 @@ pub struct Services {
     pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
-/// How a response body ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyEnd {
-    /// Its last byte was handed to the connection.
-    Complete,
-    /// The client went away (or the connection was closed) before the end.
-    ClientGone,
-    /// The upstream failed mid-body.
-    UpstreamError,
-}
-
-impl BodyEnd {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BodyEnd::Complete => "complete",
-            BodyEnd::ClientGone => "client_gone",
-            BodyEnd::UpstreamError => "upstream_error",
-        }
-    }
-}
+/// How a response body ended (the audit's outcome records say the same).
+pub use crate::audit::BodyEnd;
 
 /// Everything [`finish`] needs, carried by the response body until it ends.
 pub struct Finish {
@@ -54,23 +36,65 @@ pub struct Finish {
 }
 
 /// The response body as sent to the client: holds the request's `max_concurrent_requests`
-/// slot until it ends (a stream is in flight until its last byte), counts its bytes, and runs
-/// [`finish`] exactly once, at its end or when it is dropped before.
+/// slot until it ends (a stream is in flight until its last byte), counts its bytes, ends an
+/// upstream body that sends nothing for `timeouts.upstream_idle_secs` (with an error, so the
+/// client's stream is cut rather than completed), and runs [`finish`] exactly once, at its end
+/// or when it is dropped before.
 pub struct Tracked {
     body: ProxyBody,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     finish: Option<Finish>,
     bytes: u64,
+    idle: Option<Idle>,
+}
+
+/// The silence allowed between an upstream body's frames; the timer exists once it waited.
+struct Idle {
+    limit: std::time::Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Tracked {
     pub fn new(body: ProxyBody, slot: Option<tokio::sync::OwnedSemaphorePermit>, finish: Finish) -> Tracked {
+        // Only an upstream's body can go silent (a 101's body is empty: frames go elsewhere).
+        let idle = finish
+            .ctx
+            .upstream_status
+            .filter(|s| *s != http::StatusCode::SWITCHING_PROTOCOLS)
+            .map(|_| Idle {
+                limit: finish.ctx.snap.config.timeouts.upstream_idle,
+                sleep: None,
+            });
         Tracked {
             body,
             slot,
             finish: Some(finish),
             bytes: 0,
+            idle,
         }
+    }
+
+    /// Polls the idle timer of a body that has nothing yet; true when it ran out.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(idle) = self.idle.as_mut() else {
+            return false;
+        };
+        let limit = idle.limit;
+        let sleep = idle
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
+            return false;
+        }
+        self.idle = None;
+        if let Some(f) = &self.finish {
+            f.services
+                .metrics
+                .timeouts
+                .get_or_create(&KindLabel { kind: "upstream_idle" })
+                .inc();
+        }
+        true
     }
 
     fn end(&mut self, how: BodyEnd) {
@@ -106,10 +130,18 @@ impl Body for Tracked {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if let Some(Idle { sleep: Some(s), limit }) = this.idle.as_mut() {
+                    s.as_mut().reset(tokio::time::Instant::now() + *limit);
+                }
             }
             Poll::Ready(Some(Err(_))) => this.end(BodyEnd::UpstreamError),
             Poll::Ready(None) => this.end(BodyEnd::Complete),
-            Poll::Pending => {}
+            Poll::Pending => {
+                if this.idle_expired(cx) {
+                    this.end(BodyEnd::UpstreamIdle);
+                    return Poll::Ready(Some(Err("the upstream response body went silent".into())));
+                }
+            }
         }
         polled
     }
@@ -179,13 +211,28 @@ pub fn finish(f: Finish, how: BodyEnd, bytes: u64) {
             duration.observe(elapsed.as_secs_f64());
         }
     }
+    // Reset or truncated upstream bodies and silent ones are errors: logged and counted.
+    if how != BodyEnd::Complete {
+        metrics
+            .response_errors
+            .get_or_create(&KindLabel { kind: how.as_str() })
+            .inc();
+        if matches!(how, BodyEnd::UpstreamError | BodyEnd::UpstreamIdle) {
+            tracing::warn!(
+                request_id = %request_id,
+                status = ctx.status.as_u16(),
+                response_bytes = bytes,
+                body = how.as_str(),
+                "response did not end complete"
+            );
+        }
+    }
+    // A forwarded request's decision was recorded before forwarding: its outcome follows.
+    // Any other request gets its one record, with its status, now. Never waits.
     if let Some(audit) = &services.audit {
-        let record = audit_record(&ctx, &method, request_id.to_string());
-        // The body may end outside a task (a connection torn down at shutdown): no record
-        // can be queued then, and there is no runtime to wait on.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let audit = audit.clone();
-            rt.spawn(async move { audit.record(record).await });
+        match ctx.audit_ticket {
+            Some(ticket) => audit.record_outcome(ticket, ctx.status.as_u16(), bytes, how, elapsed),
+            None => audit.record(audit_record(&ctx, &method, request_id.to_string(), Some(ctx.status.as_u16()))),
         }
     }
 }
@@ -223,7 +270,8 @@ impl std::fmt::Display for RequestId {
     }
 }
 
-fn audit_record(ctx: &Ctx, method: &http::Method, request_id: String) -> AuditRecord {
+/// The decision record of a request: `status` is None for a request about to be forwarded.
+pub fn audit_record(ctx: &Ctx, method: &http::Method, request_id: String, status: Option<u16>) -> AuditRecord {
     let snap = &ctx.snap;
     let project = ctx.project.map(|i| &snap.config.projects.projects[i]);
     AuditRecord {
@@ -241,7 +289,7 @@ fn audit_record(ctx: &Ctx, method: &http::Method, request_id: String) -> AuditRe
             .decision
             .as_ref()
             .map_or_else(String::new, |d| d.rules.header_value()),
-        status: ctx.status.as_u16(),
+        status,
     }
 }
 

@@ -23,7 +23,7 @@ mod finish;
 /// Phase 1 for a line of a batch input, whose project is the upload's.
 pub use crate::evaluate::route;
 pub use body::{body_plan, request_body, BodyPlan, Encoding};
-pub use finish::{finish, BodyEnd, Finish, RequestId, Services, Tracked};
+pub use finish::{audit_record, finish, BodyEnd, Finish, RequestId, Services, Tracked};
 
 use crate::batch;
 use crate::body::ProxyBody;
@@ -50,6 +50,8 @@ pub struct Ctx {
     pub upstream_status: Option<StatusCode>,
     /// The error code of a refusal that is not a policy decision.
     pub error: Option<&'static str>,
+    /// The decision record of a forwarded request; its outcome is recorded in [`finish`].
+    pub audit_ticket: Option<crate::audit::Ticket>,
 }
 
 /// Why a phase ends the request before the upstream: a policy denial (403 with the rule) or
@@ -77,6 +79,7 @@ impl Ctx {
             status: StatusCode::OK,
             upstream_status: None,
             error: None,
+            audit_ticket: None,
         }
     }
 
