@@ -462,7 +462,8 @@ async fn a_burst_on_a_cold_pool_waits_for_a_failing_connect_once_not_in_a_chain(
 
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
-    let (config_text, seen) = tls_upstream(&[b"h2"], 0.2).await;
+    // Timeouts are at least 1 s (`check` refuses less).
+    let (config_text, seen) = tls_upstream(&[b"h2"], 1.0).await;
     let config = crate::config::Config::from_toml(&config_text, None).unwrap();
     let pool = crate::client::build(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
@@ -475,7 +476,10 @@ async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
     assert!(text(pool.send(0, req()).await.unwrap())
         .await
         .starts_with("HTTP/2.0"));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t0 = Instant::now();
+    while seen.closed.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         seen.closed.load(Ordering::SeqCst),
         1,
