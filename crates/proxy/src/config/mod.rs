@@ -133,9 +133,10 @@ impl Config {
     /// Loads a config for offline questions about its policy (`catalog show`, `catalog diff`):
     /// upstream keys are not read, so no production secret is needed.
     pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
-        let text = safe::read_capped(path, safe::MAX_CONFIG_BYTES, "the config file").map_err(ConfigError::one)?;
-        let mut raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::one(safe::toml_error(&text, Some(path), &e)))?;
+        let text =
+            safe::read_capped(path, safe::MAX_CONFIG_BYTES, "the config file").map_err(ConfigError::one)?;
+        let mut raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::one(safe::toml_error(&text, Some(path), &e)))?;
         for p in &mut raw.projects {
             p.upstream_api_key_env = None;
             p.upstream_api_key_file = None;

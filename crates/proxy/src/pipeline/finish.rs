@@ -91,7 +91,9 @@ impl Tracked {
             f.services
                 .metrics
                 .timeouts
-                .get_or_create(&KindLabel { kind: "upstream_idle" })
+                .get_or_create(&KindLabel {
+                    kind: "upstream_idle",
+                })
                 .inc();
         }
         true
@@ -130,7 +132,11 @@ impl Body for Tracked {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if let Some(Idle { sleep: Some(s), limit }) = this.idle.as_mut() {
+                if let Some(Idle {
+                    sleep: Some(s),
+                    limit,
+                }) = this.idle.as_mut()
+                {
                     s.as_mut().reset(tokio::time::Instant::now() + *limit);
                 }
             }
@@ -232,7 +238,12 @@ pub fn finish(f: Finish, how: BodyEnd, bytes: u64) {
     if let Some(audit) = &services.audit {
         match ctx.audit_ticket {
             Some(ticket) => audit.record_outcome(ticket, ctx.status.as_u16(), bytes, how, elapsed),
-            None => audit.record(audit_record(&ctx, &method, request_id.to_string(), Some(ctx.status.as_u16()))),
+            None => audit.record(audit_record(
+                &ctx,
+                &method,
+                request_id.to_string(),
+                Some(ctx.status.as_u16()),
+            )),
         }
     }
 }
@@ -271,7 +282,12 @@ impl std::fmt::Display for RequestId {
 }
 
 /// The decision record of a request: `status` is None for a request about to be forwarded.
-pub fn audit_record(ctx: &Ctx, method: &http::Method, request_id: String, status: Option<u16>) -> AuditRecord {
+pub fn audit_record(
+    ctx: &Ctx,
+    method: &http::Method,
+    request_id: String,
+    status: Option<u16>,
+) -> AuditRecord {
     let snap = &ctx.snap;
     let project = ctx.project.map(|i| &snap.config.projects.projects[i]);
     AuditRecord {
