@@ -5,7 +5,7 @@
 
 use super::Ctx;
 use crate::audit::{AuditLog, AuditRecord, KindLabel};
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, Coalesce, ProxyBody};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -41,7 +41,7 @@ pub struct Finish {
 /// client's stream is cut rather than completed), and runs [`finish`] exactly once, at its end
 /// or when it is dropped before.
 pub struct Tracked {
-    body: ProxyBody,
+    body: Coalesce<ProxyBody>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     finish: Option<Finish>,
     bytes: u64,
@@ -65,8 +65,10 @@ impl Tracked {
                 limit: finish.ctx.snap.config.timeouts.upstream_idle,
                 sleep: None,
             });
+        // Only bodies read from an upstream arrive frame by frame; the others are whole.
+        let coalesce = matches!(body, ProxyBody::Incoming(_) | ProxyBody::Pooled(_));
         Tracked {
-            body,
+            body: Coalesce::new(body, coalesce),
             slot,
             finish: Some(finish),
             bytes: 0,
