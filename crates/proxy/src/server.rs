@@ -256,11 +256,15 @@ async fn accept_loop(
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
                 svc_seen.store(true, Ordering::Release);
-                async move {
+                // Boxed: hyper keeps a slot of the service future's size for the whole life of
+                // a connection, so an idle keep-alive connection would hold one request's
+                // worth of handler state. Boxed, it holds a pointer, and the state lives only
+                // while a request does.
+                Box::pin(async move {
                     // The snapshot is taken once per request: a reload never changes a request in flight.
                     let snap = shared.snapshot.load_full();
                     Ok::<_, std::convert::Infallible>(handler::handle(snap, &shared.services, req).await)
-                }
+                })
             });
             match tls {
                 None => {
