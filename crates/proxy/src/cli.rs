@@ -203,8 +203,9 @@ fn serve(path: Option<PathBuf>) -> i32 {
 /// `available_parallelism` reads them): `None` for a current-thread runtime, `Some(n)` for a
 /// multi-thread runtime with `n` workers. `workers = 0` (the default) takes one worker per CPU,
 /// except on one CPU: there a multi-thread runtime with one worker still hands every task
-/// through its shared queue and wakes the worker across threads, and measured ~15% slower than
-/// the current-thread runtime (benches/load, `--shape runtime`).
+/// through its shared queue and wakes the worker across threads (issue 11 measured it ~15%
+/// slower; benches/README.md has this session's run, 7% less CPU per request for the
+/// current-thread runtime).
 fn runtime_threads(workers: usize, cpus: usize) -> Option<usize> {
     match workers {
         0 if cpus <= 1 => None,
