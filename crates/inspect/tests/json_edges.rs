@@ -518,3 +518,22 @@ proptest! {
         }
     }
 }
+
+/// Numbers far below the smallest double are zero to serde_json, however long the exponent
+/// and fraction: the range check walks them down without overflowing its exponent.
+#[test]
+fn tiny_numbers_are_accepted() {
+    for n in [
+        "1e-30000",
+        "123456789e-99999",
+        "0.1e-2147483647",
+        "18446744073709551615e-2147483647",
+        "-1.5e-400",
+    ] {
+        agree(format!("{{\"n\":{n}}}").as_bytes());
+        assert!(
+            scan_json(format!("{{\"n\":{n}}}").as_bytes(), &NO_SPEC).is_ok(),
+            "{n}"
+        );
+    }
+}

@@ -41,3 +41,13 @@ fn errors_list_every_problem_on_its_own_line() {
     let e = Catalog::from_json("{").unwrap_err();
     assert!(e.to_string().starts_with("catalog: "), "{e}");
 }
+
+#[test]
+fn sources_by_id() {
+    let c = catalog();
+    assert!(c.sources.len() >= 2);
+    for s in &c.sources {
+        assert_eq!(c.source(&s.id).map(|f| &f.id), Some(&s.id));
+    }
+    assert!(c.source("no-such-source").is_none());
+}
