@@ -10,6 +10,9 @@ pub enum QueryError {
     BadEncoding(String),
     /// A raw `;`: some servers split parameters on it too, and would see other pairs.
     Separator,
+    /// A name that differs from the parameter only by case or brackets (`Model`, `model[]`):
+    /// case-insensitive or PHP/Rails-style parsers read it as the parameter.
+    Lookalike(String),
 }
 
 impl std::fmt::Display for QueryError {
@@ -18,6 +21,9 @@ impl std::fmt::Display for QueryError {
             QueryError::Duplicate(n) => write!(f, "query parameter {n:?} appears more than once"),
             QueryError::BadEncoding(n) => {
                 write!(f, "query parameter {n:?} is not valid percent-encoded UTF-8")
+            }
+            QueryError::Lookalike(n) => {
+                write!(f, "a query parameter differs from {n:?} only by case or brackets")
             }
             QueryError::Separator => write!(
                 f,
@@ -51,6 +57,9 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>
         };
         let decoded = decode(raw_name).ok_or_else(|| QueryError::BadEncoding(raw_name.to_owned()))?;
         if decoded != name {
+            if lookalike(&decoded, name) {
+                return Err(QueryError::Lookalike(name.to_owned()));
+            }
             continue;
         }
         if found.is_some() {
@@ -64,6 +73,13 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>
             .map(Some)
             .ok_or_else(|| QueryError::BadEncoding(name.to_owned())),
     }
+}
+
+/// `decoded` is `name` to a parser that ignores case, spaces around names or a bracket suffix
+/// (`name[]`, `name[0]`, `name[x][y]`).
+fn lookalike(decoded: &str, name: &str) -> bool {
+    let base = decoded.split_once('[').map_or(decoded, |(b, _)| b);
+    base.trim().eq_ignore_ascii_case(name)
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -146,6 +162,32 @@ mod tests {
         );
         assert_eq!(query_param("a&a", "a"), Err(QueryError::Duplicate("a".into())));
         assert_eq!(query_param("b=1&b=2&a=3", "a"), Ok(Some(Cow::Borrowed("3"))));
+    }
+
+    #[test]
+    fn lookalike_names_are_refused() {
+        // Issue 10: `Model=` to a case-insensitive reader, `model[]=` to PHP/Rails/qs.
+        for q in [
+            "model=a&Model=b",
+            "MODEL=b",
+            "model[]=b",
+            "model%5B%5D=b",
+            "model[0]=b&model=a",
+            "model[x][y]=b",
+            "%4Dodel=b",
+            "model+=b",
+        ] {
+            assert_eq!(
+                query_param(q, "model"),
+                Err(QueryError::Lookalike("model".into())),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            query_param("models=b&model=a", "model"),
+            Ok(Some(Cow::Borrowed("a")))
+        );
+        assert_eq!(query_param("xmodel=b", "model"), Ok(None));
     }
 
     #[test]

@@ -162,6 +162,24 @@ pub struct StatefulField {
     pub field: String,
     /// true: only `true` counts (e.g. `background`); false: any non-null value counts.
     pub only_true: bool,
+    /// The documented JSON types; a non-null value of another type is refused.
+    pub types: Vec<raw::JsonType>,
+}
+
+impl StatefulField {
+    /// Whether `v` is absent, null or of one of the documented types.
+    pub fn admits(&self, v: crate::FieldValue<'_>) -> bool {
+        use crate::FieldValue as V;
+        use raw::JsonType as T;
+        match v {
+            V::Absent | V::Null => true,
+            V::Bool(_) => self.types.contains(&T::Boolean),
+            V::String(_) => self.types.contains(&T::String),
+            V::Number => self.types.contains(&T::Number),
+            V::Object => self.types.contains(&T::Object),
+            V::Array => self.types.contains(&T::Array),
+        }
+    }
 }
 
 /// How an endpoint treats `store`.

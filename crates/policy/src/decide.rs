@@ -365,6 +365,25 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
     for (i, role) in plan.roles.iter().enumerate() {
         let v = field_ref(facts, i);
         match *role {
+            // Typed in every project: `"background": "true"` is `true` to a lenient reader.
+            FieldRole::Stateful(s) if !endpoint.stateful_fields.get(s).is_none_or(|f| f.admits(v)) => {
+                let name = plan.fields.get(i).map_or("", String::as_str);
+                acc.deny(Rule::StatefulFeature, || {
+                    let types: Vec<&str> = endpoint
+                        .stateful_fields
+                        .get(s)
+                        .map(|f| f.types.iter().map(|t| t.as_str()).collect())
+                        .unwrap_or_default();
+                    (
+                        format!(
+                            "{name} must be a JSON {} (or null) on {}.",
+                            types.join(" or "),
+                            endpoint.id
+                        ),
+                        Some(name.to_owned()),
+                    )
+                });
+            }
             FieldRole::Stateful(s) if zdr => {
                 let only_true = endpoint.stateful_fields.get(s).is_none_or(|f| f.only_true);
                 let hit = if only_true {

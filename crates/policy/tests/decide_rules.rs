@@ -354,6 +354,7 @@ fn stateful_fields_under_zdr() {
     let cases: [(&str, FieldValue<'static>, bool); 12] = [
         ("previous_response_id", FieldValue::String("resp_SECRET"), true),
         ("previous_response_id", FieldValue::Null, false),
+        // Not of the documented type (issue 10): refused in every project, below.
         ("previous_response_id", FieldValue::Number, true),
         ("conversation", FieldValue::String("conv_SECRET"), true),
         ("conversation", FieldValue::Object, true),
@@ -361,8 +362,8 @@ fn stateful_fields_under_zdr() {
         ("background", FieldValue::Bool(true), true),
         ("background", FieldValue::Bool(false), false),
         ("background", FieldValue::Null, false),
-        ("background", FieldValue::String("true"), false),
-        ("background", FieldValue::Number, false),
+        ("background", FieldValue::String("true"), true),
+        ("background", FieldValue::Number, true),
         ("background", FieldValue::Absent, false),
     ];
     for region in ["global", "us", "eu", "jp"] {
@@ -383,11 +384,20 @@ fn stateful_fields_under_zdr() {
             } else {
                 assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
             }
-            // Not ZDR: allowed.
+            // Not ZDR: allowed, unless not of the field's documented JSON type.
+            let mistyped = matches!(
+                (field, v),
+                ("previous_response_id", FieldValue::Number)
+                    | ("background", FieldValue::String(_) | FieldValue::Number)
+            );
             let mam = project(region, Retention::ModifiedAbuseMonitoring);
-            assert!(!decide(&c, &mam, id, &base().field(field, v))
-                .rules
-                .contains(Rule::StatefulFeature));
+            assert_eq!(
+                decide(&c, &mam, id, &base().field(field, v))
+                    .rules
+                    .contains(Rule::StatefulFeature),
+                mistyped,
+                "{region} {field}={v:?} outside ZDR"
+            );
         }
     }
     // All three at once: one rule, first field named.

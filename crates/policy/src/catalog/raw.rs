@@ -215,6 +215,32 @@ pub struct RawStatefulField {
     /// true: only the value `true` counts (e.g. `background`).
     #[serde(default)]
     pub only_true: bool,
+    /// The JSON types OpenAI documents for the field; any other (`"background": "true"`) is
+    /// refused, since a lenient reader could take it for the flag.
+    pub types: Vec<JsonType>,
+}
+
+impl JsonType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JsonType::Boolean => "boolean",
+            JsonType::String => "string",
+            JsonType::Number => "number",
+            JsonType::Object => "object",
+            JsonType::Array => "array",
+        }
+    }
+}
+
+/// A JSON value type, as the API reference names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonType {
+    Boolean,
+    String,
+    Number,
+    Object,
+    Array,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -417,6 +417,14 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &Hash
     });
     let names: Vec<String> = e.stateful_fields.iter().map(|f| f.field.clone()).collect();
     cx.names(&format!("{place}.stateful_fields"), &names);
+    for (k, f) in e.stateful_fields.iter().enumerate() {
+        if f.types.is_empty() || (f.only_true && !f.types.contains(&super::raw::JsonType::Boolean)) {
+            cx.problem(
+                format!("{place}.stateful_fields[{k}].types"),
+                "must name the field's JSON types (boolean among them when only_true)",
+            );
+        }
+    }
     if e.content_free
         && (e.models.is_some() || e.store.is_some() || !e.stateful_fields.is_empty() || e.always_image_input)
     {
@@ -444,6 +452,7 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &Hash
             .map(|f| StatefulField {
                 field: f.field.clone(),
                 only_true: f.only_true,
+                types: f.types.clone(),
             })
             .collect(),
         always_image_input: e.always_image_input,
