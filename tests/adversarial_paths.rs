@@ -172,11 +172,17 @@ async fn paths_map_to_one_endpoint_in_canonical_form_or_are_refused() {
         post(&env, "/v1/chat/completions?x=%2F.."),
         same("eu", "/v1/chat/completions?x=%2F..", BODY),
     ));
-    // Methods: exact and upper case only.
-    // A HEAD refusal has no body to carry the error: its status and headers say it.
+    // Methods: exact and upper case only. HEAD goes wherever the catalog allows the GET
+    // (issue 10; RFC 9110 §9.3.2).
     table.push((
         "HEAD".into(),
         b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\n\r\n".to_vec(),
+        same("eu", "/v1/models", b""),
+    ));
+    // A HEAD refusal has no body to carry the error: its status and headers say it.
+    table.push((
+        "HEAD of an endpoint with no GET".into(),
+        b"HEAD /v1/embeddings HTTP/1.1\r\nHost: x\r\nOpenAI-Project: proj_eu\r\n\r\n".to_vec(),
         Expect::Rejected(&[403]),
     ));
     for (name, method) in [

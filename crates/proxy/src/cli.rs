@@ -283,8 +283,12 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a log written to a file or a collector
+    // gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder

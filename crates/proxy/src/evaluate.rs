@@ -85,6 +85,16 @@ pub struct RouteRefusal {
 /// The part of phase "early request" that follows project selection (and the whole of it for
 /// a batch line, whose project is the upload's): path classification and the checks that need
 /// no body.
+/// The method the catalog lists an operation under: HEAD is GET without the content (RFC 9110
+/// §9.3.2), so it is allowed, checked and forwarded wherever the catalog allows the GET.
+fn catalog_method(method: &Method) -> &str {
+    if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    }
+}
+
 pub fn route(
     snap: &Snapshot,
     project: usize,
@@ -94,7 +104,7 @@ pub fn route(
     let op = snap
         .config
         .catalog
-        .classify(method.as_str(), uri.path())
+        .classify(catalog_method(method), uri.path())
         .map_err(|e| {
             let message = match e {
                 policy::ClassifyError::Unknown => format!(
