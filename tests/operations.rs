@@ -864,6 +864,124 @@ async fn reload_on_file_change_routes_new_requests_and_keeps_in_flight_ones() {
     );
 }
 
+/// The "config reloaded" log lines so far.
+fn reloaded_lines(stderr: &str) -> Vec<Value> {
+    json_lines(stderr)
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("config reloaded"))
+        })
+        .collect()
+}
+
+/// Writes `text` as the whole config file and waits for the reload it triggers; its line.
+async fn reload_to(p: &Proc, text: &str) -> Value {
+    let before = reloaded_lines(&p.stderr()).len();
+    std::fs::write(&p.config, text).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || reloaded_lines(&p.stderr()).len()
+            > before)
+        .await,
+        "no reload:\n{}",
+        p.stderr()
+    );
+    reloaded_lines(&p.stderr()).pop().unwrap()
+}
+
+/// A reload that leaves the upstream settings alone (here it changes `max_body_bytes`) keeps the
+/// pool and its warm connection: the mock sees no second connection. One that changes them (the
+/// pool size) builds a new pool for new requests, and the old pool's connection is closed once
+/// no request uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_the_upstream_pool_unless_its_settings_change() {
+    let (eu, us) = mocks().await;
+    let dir = TempDir::new("ops-reload-pool");
+    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
+    let chat = || async { p.chat(&[], &chat_body(false, "pool")).await };
+    assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
+    assert_eq!(eu.connections(), 1);
+
+    let kept = reload_to(
+        &p,
+        &config_text(&format!(
+            "[limits]\nmax_body_bytes = 1000000\n{}",
+            reload_body(&eu, &us, "eu")
+        )),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
+    }
+    assert_eq!(
+        eu.connections(),
+        1,
+        "the reload dropped the warm upstream connection"
+    );
+    assert_eq!(kept["upstream_pool"], "kept", "{kept}");
+
+    let body = format!(
+        "[log]\nformat = \"json\"\n{}pool_max_idle_per_host = 7\n{}",
+        upstream(&eu, &us),
+        app_project("eu")
+    );
+    let rebuilt = reload_to(&p, &config_text(&body)).await;
+    assert_eq!(rebuilt["upstream_pool"], "rebuilt", "{rebuilt}");
+    assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
+    assert_eq!(eu.connections(), 2, "new requests use the new pool");
+    assert!(
+        eventually(Duration::from_secs(3), || eu.open_connections() == 1).await,
+        "the old pool's connection is still open ({} open)",
+        eu.open_connections()
+    );
+}
+
+/// A reload that changes a startup-only key names it in the log and in a metric, and the
+/// process keeps running as it started (here: still on its first listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_names_startup_only_changes() {
+    let (eu, us) = mocks().await;
+    let dir = TempDir::new("ops-reload-startup");
+    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
+    // Each row: the changed text and the key the log must name.
+    let rows: [(&str, &str); 4] = [
+        (
+            "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:0\"\n",
+            "listen",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 3\n",
+            "workers",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[limits]\nmax_connections = 5\n",
+            "limits.max_connections",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[timeouts]\nrequest_header_secs = 3\n",
+            "timeouts.request_header_secs",
+        ),
+    ];
+    for (head, key) in rows {
+        reload_to(&p, &format!("{head}{}", reload_body(&eu, &us, "eu"))).await;
+        let said = format!("`{key}` changed: takes effect at restart");
+        assert!(p.stderr().contains(&said), "no {said:?} in:\n{}", p.stderr());
+        let text = p.metrics().await;
+        let n = sample(
+            &parse_metrics(&text),
+            "residency_proxy_config_restart_required_total",
+            &[("key", key)],
+        )
+        .map_or(0.0, |s| s.value);
+        assert!(n >= 1.0, "{key}: not counted:\n{text}");
+    }
+    // Still serving where it started, on the reloaded config.
+    let r = p.chat(&[], &chat_body(false, "after")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(reload_count(&p, "success").await, 4.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_on_sighup() {
     let (eu, us) = mocks().await;

@@ -142,6 +142,8 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     count: watch::Sender<usize>,
     connections: AtomicUsize,
+    /// Connections accepted and not yet closed.
+    open: AtomicUsize,
     seq: AtomicU64,
     files: Mutex<Vec<Value>>,
 }
@@ -217,6 +219,7 @@ impl MockUpstream {
                     requests: Mutex::new(Vec::new()),
                     count,
                     connections: AtomicUsize::new(0),
+                    open: AtomicUsize::new(0),
                     seq: AtomicU64::new(0),
                     files: Mutex::new(Vec::new()),
                 }),
@@ -237,6 +240,7 @@ impl MockUpstream {
             requests: Mutex::new(Vec::new()),
             count,
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             files: Mutex::new(Vec::new()),
         });
@@ -280,6 +284,11 @@ impl MockUpstream {
         self.inner.state.connections.load(Ordering::SeqCst)
     }
 
+    /// How many accepted TCP connections are still open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.state.open.load(Ordering::SeqCst)
+    }
+
     /// Forgets recorded requests (the connection count stays).
     pub fn clear(&self) {
         lock(&self.inner.state.requests).clear();
@@ -302,7 +311,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: wat
                 match accepted {
                     Ok((stream, _)) => {
                         let id = state.connections.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(serve_connection(stream, id, state.clone(), shutdown.clone()));
+                        state.open.fetch_add(1, Ordering::SeqCst);
+                        let conn_state = state.clone();
+                        let conn = serve_connection(stream, id, state.clone(), shutdown.clone());
+                        tokio::spawn(async move {
+                            conn.await;
+                            conn_state.open.fetch_sub(1, Ordering::SeqCst);
+                        });
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 }

@@ -19,13 +19,8 @@ use tokio::sync::{watch, Semaphore};
 /// request head within `timeouts.request_header_secs` is closed: silent admin connections
 /// cannot hold file descriptors the proxy port needs.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let (max_conns, header_timeout) = {
-        let s = shared.snapshot.load();
-        (
-            s.config.limits.admin_max_connections,
-            s.config.timeouts.request_header,
-        )
-    };
+    let max_conns = shared.snapshot.load().config.limits.admin_max_connections;
+    let header_timeout = shared.process.request_header;
     let permits = Arc::new(Semaphore::new(max_conns));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -173,9 +173,9 @@ fn serve(path: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    init_logging(config.log_format, config.log_level.as_deref());
+    init_logging(config.process.log_format, config.process.log_level.as_deref());
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let mut builder = match runtime_threads(config.workers, cpus) {
+    let mut builder = match runtime_threads(config.process.workers, cpus) {
         None => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

@@ -198,6 +198,12 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// A startup-only config key (`listen`, `limits.max_connections`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -218,6 +224,8 @@ pub struct Metrics {
     /// Forwarded responses that did not end complete, by how: `upstream_error` (reset or
     /// truncated), `upstream_idle_timeout`, `client_gone`.
     pub response_errors: Family<crate::audit::KindLabel, Counter>,
+    /// Reloads that changed a startup-only key, by key: it applies at the next restart.
+    pub restart_required: Family<KeyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -294,6 +302,12 @@ impl Metrics {
             "The catalog edition in use (1), with its compilation date",
             catalog_info.clone(),
         );
+        let restart_required = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "config_restart_required",
+            "Reloads that changed a startup-only key (it takes effect at the next restart), by key",
+            restart_required.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -329,6 +343,7 @@ impl Metrics {
             reloads,
             last_reload_ok,
             catalog_info,
+            restart_required,
         }
     }
 

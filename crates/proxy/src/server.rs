@@ -8,10 +8,10 @@
 
 use crate::admin;
 use crate::audit::AuditLog;
-use crate::config::Config;
+use crate::config::{Config, ProcessSettings};
 use crate::framing::FramingGuard;
 use crate::handler;
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::metrics::{KeyLabels, Metrics, ReloadLabels};
 use crate::pipeline::Services;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use arc_swap::ArcSwap;
@@ -37,6 +37,8 @@ pub struct Shared {
     pub services: Arc<Services>,
     pub ready: AtomicBool,
     pub config_path: Option<PathBuf>,
+    /// The startup-only settings the process runs with (a reload does not change them).
+    pub process: ProcessSettings,
 }
 
 impl Shared {
@@ -52,10 +54,12 @@ impl Shared {
     }
 }
 
-/// Runs the proxy until SIGTERM/SIGINT, then drains. Returns the process exit code.
+/// Runs the proxy until SIGTERM/SIGINT, then drains. Err: the listeners, the audit log or the
+/// first snapshot could not be set up.
 pub async fn serve(config: Config) -> Result<(), String> {
-    let listen = config.listen;
-    let admin_listen = config.admin_listen;
+    let process = config.process.clone();
+    let listen = process.listen;
+    let admin_listen = process.admin_listen;
     let grace = config.timeouts.shutdown_grace;
     let drain_delay = config.timeouts.shutdown_drain_delay;
     let config_path = config.source.clone();
@@ -64,7 +68,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Some(p) => Some(AuditLog::open(p, config.audit_on_failure, metrics.audit.clone())?),
         None => None,
     };
-    let inflight = Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent_requests));
+    let inflight = Arc::new(tokio::sync::Semaphore::new(process.max_concurrent_requests));
     let catalog = config.catalog.clone();
     let snapshot = Snapshot::new(config)?;
     let shared = Arc::new(Shared {
@@ -76,6 +80,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }),
         ready: AtomicBool::new(false),
         config_path,
+        process,
     });
     shared.services.metrics.set_catalog(&catalog);
 
@@ -206,10 +211,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
-    let (max_conns, header_timeout) = {
-        let s = shared.snapshot.load();
-        (s.config.limits.max_connections, s.config.timeouts.request_header)
-    };
+    let (max_conns, header_timeout) = (shared.process.max_connections, shared.process.request_header);
     let permits = Arc::new(Semaphore::new(max_conns));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -375,47 +377,55 @@ impl ShutdownSignals {
     }
 }
 
-/// Loads, validates and swaps the whole snapshot. An invalid config is refused, logged and
-/// counted, and the running snapshot keeps serving.
+/// Loads and validates the config and swaps the snapshot: the reloadable part applies to
+/// every request that starts after it; the upstream pool is kept when its settings did not
+/// change. A startup-only key that changed is named in the log and counted, and takes effect
+/// at the next restart. An invalid config is refused, logged and counted, and the running
+/// snapshot keeps serving.
 pub fn reload(shared: &Shared, trigger: &'static str) {
     let Some(path) = shared.config_path.as_deref() else {
         tracing::info!(trigger, "reload ignored: running on the embedded default config");
         return;
     };
     let started = std::time::Instant::now();
+    let metrics = &shared.services.metrics;
     let result = Config::load(Some(path))
         .map_err(|e| e.to_string())
-        .and_then(Snapshot::new);
+        .and_then(|config| Snapshot::reloaded(config, &shared.snapshot.load()));
     match result {
-        Ok(snap) => {
+        Ok((snap, pool)) => {
             if let Some(audit) = &shared.services.audit {
                 apply_audit_settings(audit, &shared.snapshot.load().config, &snap.config);
             }
+            for key in shared.process.changed_keys(&snap.config.process) {
+                metrics.restart_required.get_or_create(&KeyLabels { key }).inc();
+                tracing::warn!(trigger, key, "`{key}` changed: takes effect at restart");
+            }
             let catalog = snap.config.catalog.clone();
             shared.snapshot.store(Arc::new(snap));
-            shared.services.metrics.set_catalog(&catalog);
-            shared
-                .services
-                .metrics
+            metrics.set_catalog(&catalog);
+            metrics
                 .reloads
                 .get_or_create(&ReloadLabels { result: "success" })
                 .inc();
-            shared.services.metrics.last_reload_ok.set(1);
+            metrics.last_reload_ok.set(1);
             tracing::info!(
                 trigger,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 catalog = %catalog.edition,
+                upstream_pool = match pool {
+                    crate::snapshot::Pool::Kept => "kept",
+                    crate::snapshot::Pool::Rebuilt => "rebuilt",
+                },
                 "config reloaded"
             );
         }
         Err(problems) => {
-            shared
-                .services
-                .metrics
+            metrics
                 .reloads
                 .get_or_create(&ReloadLabels { result: "failure" })
                 .inc();
-            shared.services.metrics.last_reload_ok.set(0);
+            metrics.last_reload_ok.set(0);
             tracing::error!(trigger, problems = %problems.replace('\n', "; "), "config reload refused; the previous config keeps serving");
         }
     }

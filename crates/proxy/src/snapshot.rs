@@ -6,21 +6,90 @@ use crate::client;
 use crate::config::Config;
 use crate::pool::UpstreamPool;
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Snapshot {
     pub config: Config,
-    /// The connections to the upstreams (rebuilt with the snapshot), by project index.
-    pub upstream: UpstreamPool,
+    /// The connections to the upstreams, by project index. Shared with the next snapshot when
+    /// a reload leaves [`UpstreamSettings`] as they were, so warm connections survive it.
+    pub upstream: Arc<UpstreamPool>,
+    /// What `upstream` was built from.
+    upstream_settings: UpstreamSettings,
     /// TLS for the proxy listener, when configured; reloaded with the config.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The metrics label values of this config.
     pub labels: crate::metrics::LabelValues,
 }
 
+/// Everything the upstream pool is built from: the origin of each project in order, the
+/// extra CA (its path and the hash of its contents: a renewed file at the same path counts
+/// as a change), the CONNECT proxy, the pool size and the connection timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    origins: Vec<(http::uri::Scheme, http::uri::Authority)>,
+    ca_file: Option<(std::path::PathBuf, Option<[u8; 32]>)>,
+    connect_proxy: Option<http::Uri>,
+    max_idle_per_host: usize,
+    connect: Duration,
+    idle: Duration,
+}
+
+impl UpstreamSettings {
+    pub fn of(config: &Config) -> UpstreamSettings {
+        UpstreamSettings {
+            origins: config
+                .upstreams
+                .iter()
+                .map(|u| (u.scheme.clone(), u.authority.clone()))
+                .collect(),
+            ca_file: config.upstream_ca_file.as_ref().map(|p| {
+                let hash = std::fs::read(p)
+                    .ok()
+                    .map(|pem| <[u8; 32]>::from(Sha256::digest(pem)));
+                (p.clone(), hash)
+            }),
+            connect_proxy: config.connect_proxy.clone(),
+            max_idle_per_host: config.pool_max_idle_per_host,
+            connect: config.timeouts.connect,
+            idle: config.timeouts.idle,
+        }
+    }
+}
+
+/// Whether a reload kept the upstream pool or built a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Kept,
+    /// New requests use the new pool; the old one drains with the requests still using it.
+    Rebuilt,
+}
+
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
-        let upstream = client::build(&config)?;
+        let settings = UpstreamSettings::of(&config);
+        let upstream = Arc::new(client::build(&config)?);
+        Snapshot::with_pool(config, upstream, settings)
+    }
+
+    /// The snapshot of `config` loaded while `old` serves: `old`'s upstream pool is kept when
+    /// the upstream settings did not change.
+    pub fn reloaded(config: Config, old: &Snapshot) -> Result<(Snapshot, Pool), String> {
+        let settings = UpstreamSettings::of(&config);
+        if settings == old.upstream_settings {
+            let snap = Snapshot::with_pool(config, old.upstream.clone(), settings)?;
+            return Ok((snap, Pool::Kept));
+        }
+        let upstream = Arc::new(client::build(&config)?);
+        Ok((Snapshot::with_pool(config, upstream, settings)?, Pool::Rebuilt))
+    }
+
+    fn with_pool(
+        config: Config,
+        upstream: Arc<UpstreamPool>,
+        upstream_settings: UpstreamSettings,
+    ) -> Result<Snapshot, String> {
         let tls = match &config.tls {
             Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::load_server_config(
                 files,
@@ -30,6 +99,7 @@ impl Snapshot {
         Ok(Snapshot {
             labels: crate::metrics::LabelValues::new(&config),
             upstream,
+            upstream_settings,
             tls,
             config,
         })

@@ -18,17 +18,15 @@ use std::time::Duration;
 /// The config used when `serve` is given none: one `global` project on 127.0.0.1:8080.
 pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 
-/// A validated configuration. Everything a request needs is precomputed here.
+/// A validated configuration: the part a reload applies (everything a request needs,
+/// precomputed), and in [`Config::process`] the settings read once at start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    pub admin_listen: Option<SocketAddr>,
-    /// 0: one per available CPU.
-    pub workers: usize,
+    /// Startup-only: a reload that changes one logs it and counts it, and it takes effect at
+    /// the next restart.
+    pub process: ProcessSettings,
     pub limits: Limits,
     pub timeouts: Timeouts,
-    pub log_format: LogFormat,
-    pub log_level: Option<String>,
     pub catalog: Arc<Catalog>,
     pub projects: ProjectSet,
     /// Parallel to `projects.projects`.
@@ -38,7 +36,7 @@ pub struct Config {
     pub pool_max_idle_per_host: usize,
     /// Refuse client keys that select no project (shared gateway).
     pub require_client_key: bool,
-    /// `headers.underscores`: header names with `_` that alias nothing we read.
+    /// What the proxy does with request header names that contain `_`.
     pub underscores: crate::identity::Underscores,
     pub audit_path: Option<PathBuf>,
     pub audit_on_failure: crate::audit::OnFailure,
@@ -47,19 +45,65 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
+/// The settings the process reads once at start (sockets, runtime, logging,
+/// connection limits). A reload never applies them: see [`ProcessSettings::changed_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    /// 0: one per available CPU.
+    pub workers: usize,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+    /// `timeouts.request_header_secs`, set on the listener's connection builder.
+    pub request_header: Duration,
+}
+
+impl ProcessSettings {
+    /// The config keys whose value differs in `new` (as written in the file).
+    pub fn changed_keys(&self, new: &ProcessSettings) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |changed: bool, key: &'static str| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        check(self.listen != new.listen, "listen");
+        check(self.admin_listen != new.admin_listen, "admin_listen");
+        check(self.workers != new.workers, "workers");
+        check(self.log_format != new.log_format, "log.format");
+        check(self.log_level != new.log_level, "log.level");
+        check(
+            self.max_connections != new.max_connections,
+            "limits.max_connections",
+        );
+        check(
+            self.max_concurrent_requests != new.max_concurrent_requests,
+            "limits.max_concurrent_requests",
+        );
+        check(
+            self.request_header != new.request_header,
+            "timeouts.request_header_secs",
+        );
+        keys
+    }
+}
+
+/// Reloadable limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: u64,
-    pub max_connections: usize,
-    pub max_concurrent_requests: usize,
+    /// Startup-only like `max_connections`, kept here with the admin listener's settings.
     pub admin_max_connections: usize,
 }
 
+/// Reloadable timeouts (`request_header_secs` is a [`ProcessSettings`] one).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub upstream_response: Duration,
-    pub request_header: Duration,
     /// Reading a body that must be inspected (a slow client cannot hold a slot forever).
     pub request_body: Duration,
     pub idle: Duration,
@@ -263,15 +307,15 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     };
 
     let l = &raw.limits;
+    let max_connections = count(&mut problems, "limits.max_connections", l.max_connections, 10_000);
+    let max_concurrent_requests = count(
+        &mut problems,
+        "limits.max_concurrent_requests",
+        l.max_concurrent_requests,
+        10_000,
+    );
     let limits = Limits {
         max_body_bytes: raw.limits.max_body_bytes.unwrap_or(32 * 1024 * 1024),
-        max_connections: count(&mut problems, "limits.max_connections", l.max_connections, 10_000),
-        max_concurrent_requests: count(
-            &mut problems,
-            "limits.max_concurrent_requests",
-            l.max_concurrent_requests,
-            10_000,
-        ),
         admin_max_connections: count(
             &mut problems,
             "limits.admin_max_connections",
@@ -283,6 +327,12 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         problems.push("limits.max_body_bytes: must be greater than 0".into());
     }
     let t = &raw.timeouts;
+    let request_header = secs(
+        &mut problems,
+        "timeouts.request_header_secs",
+        t.request_header_secs,
+        30.0,
+    );
     let timeouts = Timeouts {
         connect: secs(&mut problems, "timeouts.connect_secs", t.connect_secs, 10.0),
         upstream_response: secs(
@@ -290,12 +340,6 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             "timeouts.upstream_response_secs",
             t.upstream_response_secs,
             600.0,
-        ),
-        request_header: secs(
-            &mut problems,
-            "timeouts.request_header_secs",
-            t.request_header_secs,
-            30.0,
         ),
         request_body: secs(
             &mut problems,
@@ -381,13 +425,18 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         return Err(ConfigError { problems });
     }
     Ok(Config {
-        listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-        admin_listen,
-        workers: raw.workers.unwrap_or(0),
+        process: ProcessSettings {
+            listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            admin_listen,
+            workers: raw.workers.unwrap_or(0),
+            log_format: raw.log.format.unwrap_or_default(),
+            log_level: raw.log.level.clone(),
+            max_connections,
+            max_concurrent_requests,
+            request_header,
+        },
         limits,
         timeouts,
-        log_format: raw.log.format.unwrap_or_default(),
-        log_level: raw.log.level.clone(),
         catalog,
         projects,
         upstreams,

@@ -15,9 +15,9 @@ default = true
 #[test]
 fn embedded_default_is_valid() {
     let c = Config::load(None).unwrap();
-    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.process.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(
-        c.admin_listen.map(|a| a.to_string()).as_deref(),
+        c.process.admin_listen.map(|a| a.to_string()).as_deref(),
         Some("127.0.0.1:9464")
     );
     assert_eq!(c.projects.projects.len(), 1);
