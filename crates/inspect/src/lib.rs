@@ -17,7 +17,10 @@ pub mod query;
 pub mod splice;
 
 pub use json::{scan_json, scan_json_checked, JsonError, JsonScan, JsonSpec, Marker, Value};
-pub use multipart::{boundary_from_content_type, scan_multipart, MultipartError, MultipartScan};
+pub use multipart::{
+    boundary_from_content_type, parse_part_headers, scan_multipart, MultipartError, MultipartScan,
+    PartHeaders,
+};
 pub use paths::{Other, PathCheck, PathHits};
 pub use query::{query_param, QueryError};
 pub use splice::{Splice, SpliceError};

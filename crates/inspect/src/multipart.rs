@@ -311,38 +311,74 @@ fn scan_part<'a>(
         None => return Err(MultipartError::Malformed("missing closing boundary", body.len())),
     };
 
-    let mut disposition: Option<(&'a str, usize)> = None;
-    let mut content_type: Option<&'a str> = None;
-    let mut line_start = start;
-    while line_start < headers_end {
-        let line_end = match memchr::memmem::find(&body[line_start..headers_end], b"\r\n") {
+    let h = parse_part_headers(&body[start..headers_end], start)?;
+    Ok((
+        Part {
+            name: Cow::Borrowed(h.name),
+            filename: h.filename.map(Cow::Borrowed),
+            content_type: h.content_type,
+            body_span: content_start..content_end,
+        },
+        content_end + finder.needle().len(),
+    ))
+}
+
+/// The headers of one part that matter, read the one way every reader in this project reads
+/// them (the buffered scan here and the proxy's streaming batch parser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartHeaders<'a> {
+    pub name: &'a str,
+    pub filename: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+}
+
+/// Reads one part's header block strictly: `block` is its header lines, each ending in CRLF
+/// (empty for a part without headers), and `at` where the block starts in the body (for the
+/// offsets in errors). Exactly one `Content-Disposition: form-data` with exactly one quoted
+/// lower-case `name`; no folded lines, bare CR/LF or invalid header names; no
+/// `Content-Transfer-Encoding` other than an identity one; at most one `Content-Type`, naming
+/// no charset but UTF-8; no `_charset_` field.
+pub fn parse_part_headers(block: &[u8], at: usize) -> Result<PartHeaders<'_>, MultipartError> {
+    let mut disposition: Option<(&str, usize)> = None;
+    let mut content_type: Option<&str> = None;
+    let mut line_start = 0;
+    while line_start < block.len() {
+        let line_end = match memchr::memmem::find(&block[line_start..], b"\r\n") {
             Some(p) => line_start + p,
-            None => return Err(MultipartError::Malformed("header line without CRLF", line_start)),
+            None => {
+                return Err(MultipartError::Malformed(
+                    "header line without CRLF",
+                    at + line_start,
+                ))
+            }
         };
-        let line = &body[line_start..line_end];
+        let line = &block[line_start..line_end];
         if line.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
             return Err(MultipartError::Malformed(
                 "bare CR or LF in part headers",
-                line_start,
+                at + line_start,
             ));
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
-            return Err(MultipartError::Malformed("folded header line", line_start));
+            return Err(MultipartError::Malformed("folded header line", at + line_start));
         }
         let line = std::str::from_utf8(line)
-            .map_err(|_| MultipartError::Malformed("part header is not UTF-8", line_start))?;
+            .map_err(|_| MultipartError::Malformed("part header is not UTF-8", at + line_start))?;
         let Some(colon) = line.find(':') else {
-            return Err(MultipartError::Malformed("header line without ':'", line_start));
+            return Err(MultipartError::Malformed(
+                "header line without ':'",
+                at + line_start,
+            ));
         };
         let name = &line[..colon];
         if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(MultipartError::Malformed("invalid header name", line_start));
+            return Err(MultipartError::Malformed("invalid header name", at + line_start));
         }
         let value = line[colon + 1..].trim_matches(is_ows);
-        let value_at = line_start + colon + 1;
+        let value_at = at + line_start + colon + 1;
         if name.eq_ignore_ascii_case("content-disposition") {
             if disposition.is_some() {
-                return Err(MultipartError::AmbiguousName(line_start));
+                return Err(MultipartError::AmbiguousName(at + line_start));
             }
             disposition = Some((value, value_at));
         } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
@@ -354,39 +390,38 @@ fn scan_part<'a>(
             {
                 return Err(MultipartError::Malformed(
                     "Content-Transfer-Encoding in a form part",
-                    line_start,
+                    at + line_start,
                 ));
             }
         } else if name.eq_ignore_ascii_case("content-type") {
             if content_type.is_some() {
-                return Err(MultipartError::Malformed("repeated Content-Type", line_start));
+                return Err(MultipartError::Malformed(
+                    "repeated Content-Type",
+                    at + line_start,
+                ));
             }
             if !part_charset_ok(value) {
                 return Err(MultipartError::Malformed(
                     "a part charset other than UTF-8",
-                    line_start,
+                    at + line_start,
                 ));
             }
             content_type = Some(value);
         }
         line_start = line_end + 2;
     }
-    let Some((disposition, at)) = disposition else {
-        return Err(MultipartError::AmbiguousName(start));
+    let Some((disposition, value_at)) = disposition else {
+        return Err(MultipartError::AmbiguousName(at));
     };
-    let (name, filename) = parse_disposition(disposition, at)?;
+    let (name, filename) = parse_disposition(disposition, value_at)?;
     if is_charset_field(name) {
-        return Err(MultipartError::Malformed("a _charset_ field", at));
+        return Err(MultipartError::Malformed("a _charset_ field", value_at));
     }
-    Ok((
-        Part {
-            name: Cow::Borrowed(name),
-            filename: filename.map(Cow::Borrowed),
-            content_type,
-            body_span: content_start..content_end,
-        },
-        content_end + finder.needle().len(),
-    ))
+    Ok(PartHeaders {
+        name,
+        filename,
+        content_type,
+    })
 }
 
 /// `form-data; name="..."[; filename="..."]` → (name, filename).

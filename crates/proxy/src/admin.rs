@@ -3,7 +3,7 @@
 //! status page ([`crate::status_page`]).
 
 use crate::body::ProxyBody;
-use crate::server::Shared;
+use crate::shared::Shared;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;

@@ -1,10 +1,10 @@
 //! How the proxy reaches its upstreams: rustls with the webpki roots (plus an optional extra
 //! CA), HTTP/2 when the upstream offers it over ALPN, HTTP/1.1 otherwise, and optionally
-//! through an HTTP CONNECT egress proxy. The connections are pooled by [`crate::pool`].
+//! through an HTTP CONNECT egress proxy. The connections are pooled by `crate::pool`, which is built from this connector by
+//! `crate::snapshot`.
 
-use crate::body::BoxError;
 use crate::config::Config;
-use crate::pool::UpstreamPool;
+use crate::BoxError;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -52,21 +52,6 @@ impl tower::Service<http::Uri> for Connector {
             }
         }
     }
-}
-
-/// The pool of every upstream origin of `config`, addressed by project index. Errors name the
-/// CA file that could not be used.
-pub fn build(config: &Config) -> Result<UpstreamPool, String> {
-    let origins = config
-        .upstreams
-        .iter()
-        .map(|u| (u.scheme.clone(), u.authority.clone()));
-    UpstreamPool::new(
-        connector(config)?,
-        origins,
-        config.pool_max_idle_per_host,
-        config.timeouts.idle,
-    )
 }
 
 /// The connector: TCP (direct or tunnelled), then TLS for `https` origins.
@@ -169,7 +154,7 @@ mod tests {
              [[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n"
         );
         let config = Config::from_toml(&text, None).unwrap();
-        let pool = build(&config).unwrap();
+        let pool = crate::snapshot::build_pool(&config).unwrap();
         let req = http::Request::get("/v1/models")
             .header(http::header::HOST, up.to_string())
             .body(ProxyBody::Empty)

@@ -478,14 +478,13 @@ fn check_content_type(content_type: Option<&str>, expected: &str) -> Result<(), 
 /// is read back: if it does not say exactly `value` (e.g. the name was itself encoded), the
 /// request is refused rather than forwarded with the old value.
 fn replace_query_param(query: &str, name: &str, value: &str) -> Result<String, ProxyError> {
-    let mut encoded = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    // RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(value, ESCAPED).to_string();
     let out = query
         .split('&')
         .map(|pair| match pair.split_once('=') {

@@ -59,9 +59,6 @@ pub struct Explanation {
     pub catalog: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
-    /// The status `serve` answers with itself (a refusal); None when it forwards.
-    #[serde(skip)]
-    pub status: Option<u16>,
 }
 
 /// The refusal `serve` would answer with, when it is not a policy decision.
@@ -201,7 +198,6 @@ pub fn decide(snap: Arc<Snapshot>, req: Request<Option<Bytes>>) -> Explanation {
         rewrites: decision.filter(|_| !denied).map(rewrites).unwrap_or_default(),
         catalog: snap.config.catalog.edition.clone(),
         error,
-        status,
     }
 }
 

@@ -6,25 +6,29 @@
 //! (`serve`) and [`explain`].
 #![forbid(unsafe_code)]
 
-pub mod admin;
+/// The error type of every body and connection in the proxy.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+mod admin;
 pub mod audit;
 pub mod batch;
 pub mod body;
-pub mod catalog_cmd;
+mod catalog_cmd;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod config;
 pub mod error;
 pub mod evaluate;
-pub mod explain;
+mod explain;
 pub mod framing;
-pub mod handler;
-pub mod headers;
+mod handler;
+mod headers;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;
-pub mod server;
+mod server;
+mod shared;
 pub mod snapshot;
-pub mod status_page;
-pub mod tls;
+mod status_page;
+mod tls;

@@ -101,7 +101,14 @@ impl LabelValues {
                     .iter()
                     .map(|_| std::sync::OnceLock::new())
                     .collect(),
-                region_labels: config.upstreams.iter().map(|u| u.region_label.clone()).collect(),
+                region_labels: config
+                    .projects
+                    .projects
+                    .iter()
+                    .map(|p| RegionLabels {
+                        region: p.region.clone(),
+                    })
+                    .collect(),
                 requests: (0..(config.projects.projects.len() + 1) * (config.catalog.operations.len() + 1))
                     .map(|_| std::sync::RwLock::new(Vec::new()))
                     .collect(),

@@ -8,19 +8,19 @@
 
 use crate::admin;
 use crate::audit::AuditLog;
-use crate::config::{Config, ProcessSettings};
+use crate::config::Config;
 use crate::framing::FramingGuard;
 use crate::handler;
 use crate::metrics::{KeyLabels, Metrics, ReloadLabels};
 use crate::pipeline::Services;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,29 +30,6 @@ use tokio::sync::{watch, Semaphore};
 // Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list); the framing
 // guard uses the same bound, so a longer head is hyper's to refuse.
 use crate::framing::MAX_HEAD_BYTES;
-
-/// State shared by every connection for the life of the process.
-pub struct Shared {
-    pub snapshot: SharedSnapshot,
-    pub services: Arc<Services>,
-    pub ready: AtomicBool,
-    pub config_path: Option<PathBuf>,
-    /// The startup-only settings the process runs with (a reload does not change them).
-    pub process: ProcessSettings,
-}
-
-impl Shared {
-    /// `/readyz`: the listener is bound, not draining, and (with `on_failure = "refuse"`) the
-    /// audit log can be written, since every request would be refused otherwise.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && self
-                .services
-                .audit
-                .as_ref()
-                .is_none_or(|a| a.writable() || a.on_failure() == crate::audit::OnFailure::Continue)
-    }
-}
 
 /// Runs the proxy until SIGTERM/SIGINT, then drains. Err: the listeners, the audit log or the
 /// first snapshot could not be set up.

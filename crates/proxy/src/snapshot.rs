@@ -58,6 +58,21 @@ impl UpstreamSettings {
     }
 }
 
+/// The pool of every upstream origin of `config`, addressed by project index. Errors name the
+/// CA file that could not be used.
+pub fn build_pool(config: &Config) -> Result<UpstreamPool, String> {
+    let origins = config
+        .upstreams
+        .iter()
+        .map(|u| (u.scheme.clone(), u.authority.clone()));
+    UpstreamPool::new(
+        client::connector(config)?,
+        origins,
+        config.pool_max_idle_per_host,
+        config.timeouts.idle,
+    )
+}
+
 /// Whether a reload kept the upstream pool or built a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
@@ -69,7 +84,7 @@ pub enum Pool {
 impl Snapshot {
     pub fn new(config: Config) -> Result<Snapshot, String> {
         let settings = UpstreamSettings::of(&config);
-        let upstream = Arc::new(client::build(&config)?);
+        let upstream = Arc::new(build_pool(&config)?);
         Snapshot::with_pool(config, upstream, settings)
     }
 
@@ -81,7 +96,7 @@ impl Snapshot {
             let snap = Snapshot::with_pool(config, old.upstream.clone(), settings)?;
             return Ok((snap, Pool::Kept));
         }
-        let upstream = Arc::new(client::build(&config)?);
+        let upstream = Arc::new(build_pool(&config)?);
         Ok((Snapshot::with_pool(config, upstream, settings)?, Pool::Rebuilt))
     }
 

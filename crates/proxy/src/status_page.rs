@@ -6,7 +6,7 @@
 
 use crate::catalog_cmd::retention_id;
 use crate::catalog_cmd::show::{self, Row};
-use crate::server::Shared;
+use crate::shared::Shared;
 use policy::{Catalog, Mode, Project, StoreMode};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,8 +1,15 @@
 //! TLS on the proxy listener (rustls): certificate chain and key from PEM files, ALPN h2 and
 //! http/1.1. Loaded with the config, so a reload picks up renewed certificates.
 
-use crate::config::TlsFiles;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Certificate chain and key for TLS on the proxy listener (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
 
 pub fn load_server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));

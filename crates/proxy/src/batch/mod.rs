@@ -17,7 +17,7 @@
 
 pub mod multipart_stream;
 
-use crate::body::BoxError;
+use crate::BoxError;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use multipart_stream::{Event, MultipartStream};

@@ -1,8 +1,9 @@
 //! A push parser for multipart/form-data that never holds more than a chunk: for uploads
 //! that stream through the proxy (files, batch inputs) while being watched.
 //!
-//! It is as strict as `inspect::scan_multipart` about names (exactly one quoted `name`), so
-//! a part it reports as `purpose` is the part the upstream reads as `purpose`.
+//! A part's headers are read by `inspect::parse_part_headers`, the reader
+//! `inspect::scan_multipart` uses: a part it reports as `purpose` is the part the buffered
+//! scan (and the upstream) reads as `purpose`.
 
 use memchr::memmem;
 
@@ -112,18 +113,34 @@ impl MultipartStream {
                     pos += ws + 2;
                     self.state = State::Headers;
                 }
-                State::Headers => match memmem::find(&buf[pos..], b"\r\n\r\n") {
-                    Some(i) => {
-                        let (name, filename) = parse_headers(&buf[pos..pos + i])?;
-                        sink(Event::Part { name, filename });
-                        pos += i + 4;
-                        self.state = State::Body;
+                State::Headers => {
+                    // The header block with each line's CRLF; empty when the blank line comes
+                    // at once (no headers, refused by the reader below).
+                    let end = if buf[pos..].starts_with(b"\r\n") {
+                        Some(0)
+                    } else {
+                        memmem::find(&buf[pos..], b"\r\n\r\n").map(|i| i + 2)
+                    };
+                    match end {
+                        Some(end) => {
+                            let block = &buf[pos..pos + end];
+                            if memmem::find(block, &self.delimiter[2..]).is_some() {
+                                return Err("boundary inside part headers".into());
+                            }
+                            let h = inspect::parse_part_headers(block, 0).map_err(|e| e.to_string())?;
+                            sink(Event::Part {
+                                name: h.name.to_string(),
+                                filename: h.filename.map(str::to_string),
+                            });
+                            pos += end + 2;
+                            self.state = State::Body;
+                        }
+                        None if buf.len() - pos > MAX_HEADERS => {
+                            return Err("multipart part headers are too large".into())
+                        }
+                        None => return Ok(pos),
                     }
-                    None if buf.len() - pos > MAX_HEADERS => {
-                        return Err("multipart part headers are too large".into())
-                    }
-                    None => return Ok(pos),
-                },
+                }
                 State::Body => match memmem::find(&buf[pos..], &self.delimiter) {
                     Some(i) => {
                         if i > 0 {
@@ -145,98 +162,6 @@ impl MultipartStream {
             }
         }
     }
-}
-
-/// The part's field name and file name, strictly: exactly one `Content-Disposition:
-/// form-data` with exactly one quoted `name`.
-fn parse_headers(block: &[u8]) -> Result<(String, Option<String>), String> {
-    let text = std::str::from_utf8(block).map_err(|_| "multipart part headers are not UTF-8".to_string())?;
-    let mut disposition = None;
-    for line in text.split("\r\n") {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or("a multipart part header has no colon")?;
-        // RFC 7578 §4.7: no transfer encodings; a server decoding base64 would read another
-        // `purpose` or file than the one we checked.
-        if name.trim().eq_ignore_ascii_case("content-transfer-encoding")
-            && !["7bit", "8bit", "binary"]
-                .iter()
-                .any(|e| value.trim().eq_ignore_ascii_case(e))
-        {
-            return Err("a multipart part has a Content-Transfer-Encoding".into());
-        }
-        // As in `inspect::scan_multipart`: a part charset other than UTF-8 could make a
-        // server read another `purpose` than the one we checked.
-        if name.trim().eq_ignore_ascii_case("content-type")
-            && !inspect::multipart::part_charset_ok(value.trim())
-        {
-            return Err("a multipart part names a charset other than UTF-8".into());
-        }
-        if name.trim().eq_ignore_ascii_case("content-disposition")
-            && disposition.replace(value.trim()).is_some()
-        {
-            return Err("a multipart part has two Content-Disposition headers".into());
-        }
-    }
-    let disposition = disposition.ok_or("a multipart part has no Content-Disposition")?;
-    let mut params = disposition.split(';');
-    if !params
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("form-data"))
-    {
-        return Err("a multipart part is not form-data".into());
-    }
-    let (mut name, mut filename) = (None, None);
-    for p in params {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or("a Content-Disposition parameter has no value")?;
-        let raw_key = k.trim();
-        let k = raw_key.to_ascii_lowercase();
-        // As in `inspect::scan_multipart`: `NAME=` is the name to some servers and not to others.
-        if (k == "name" || k == "filename") && raw_key != k {
-            return Err("a multipart parameter name is not lower case".into());
-        }
-        let v = v.trim();
-        let quoted = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .filter(|v| !v.contains(['"', '\\']) && !v.chars().any(char::is_control));
-        match k.as_str() {
-            "name" => {
-                let q = quoted.ok_or("a multipart field name is not a plain quoted string")?;
-                if name.replace(q.to_string()).is_some() {
-                    return Err("a multipart part names its field twice".into());
-                }
-            }
-            "filename" => {
-                if filename.replace(quoted.unwrap_or(v).to_string()).is_some() {
-                    return Err("a multipart part has two file names".into());
-                }
-            }
-            // As in `inspect::scan_multipart`: nothing else means anything in form-data, and
-            // `name*=` would be a second, encoded spelling.
-            _ => return Err("a Content-Disposition parameter other than name and filename".into()),
-        }
-    }
-    // As in `inspect::scan_multipart`: a parser that searches for `name` after whitespace or
-    // `;` (multer) must find it only where we did.
-    let b = disposition.as_bytes();
-    let name_like = (0..b.len().saturating_sub(3))
-        .filter(|&i| {
-            b[i..i + 4].eq_ignore_ascii_case(b"name")
-                && (i == 0 || b[i - 1].is_ascii_whitespace() || b[i - 1] == b';')
-        })
-        .count();
-    if name_like != 1 {
-        return Err("a multipart part names its field ambiguously".into());
-    }
-    let name = name.ok_or("a multipart part has no field name")?;
-    // RFC 7578 §4.6: `_charset_` would set the other fields' charset for servers that honour it.
-    if inspect::multipart::is_charset_field(&name) {
-        return Err("a multipart _charset_ field".into());
-    }
-    Ok((name, filename))
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::tls::TlsFiles;
+
 /// The config used when `serve` is given none: one `global` project on 127.0.0.1:8080.
 pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 
@@ -112,13 +114,6 @@ pub struct Timeouts {
     pub shutdown_drain_delay: Duration,
 }
 
-/// Certificate chain and key for TLS on the proxy listener (PEM).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
 /// Where a project's requests go and what is injected on the way.
 #[derive(Debug, Clone)]
 pub struct ProjectUpstream {
@@ -128,8 +123,6 @@ pub struct ProjectUpstream {
     pub authority: http::uri::Authority,
     /// The `Host` sent upstream.
     pub host_header: http::HeaderValue,
-    /// The metrics label of the project's region, built once.
-    pub region_label: crate::metrics::RegionLabels,
     /// `Authorization: Bearer …` replacing the client's, when a key is configured.
     pub authorization: Option<http::HeaderValue>,
     /// `OpenAI-Project` sent upstream, when configured.
@@ -593,9 +586,6 @@ fn validate_project(
     let upstream = ProjectUpstream {
         base_url: format!("{scheme}://{authority}"),
         host_header: http::HeaderValue::from_str(authority.as_str()).ok()?,
-        region_label: crate::metrics::RegionLabels {
-            region: region.id.clone(),
-        },
         scheme,
         authority,
         authorization,

@@ -36,7 +36,7 @@ pub fn unknown_region(catalog: &Catalog, given: &str) -> String {
             catalog
                 .regions
                 .iter()
-                .map(|r| (edit_distance(&lower, &r.id), &r.id))
+                .map(|r| (strsim::levenshtein(&lower, &r.id), &r.id))
                 .filter(|(d, id)| *d <= 1 || (*d <= 2 && id.len() > 3))
                 .min()
                 .map(|(_, id)| id.clone())
@@ -48,18 +48,4 @@ pub fn unknown_region(catalog: &Catalog, given: &str) -> String {
             format!("unknown region {given:?} (known: {})", ids.join(", "))
         }
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

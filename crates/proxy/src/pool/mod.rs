@@ -19,8 +19,9 @@
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
 //!   `timeouts.idle_secs` (a background task closes expired ones).
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::ProxyBody;
 use crate::client::Https;
+use crate::BoxError;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};

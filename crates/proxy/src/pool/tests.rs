@@ -345,7 +345,7 @@ async fn tls_upstream(alpn: &[&[u8]], idle_secs: f64) -> (String, Arc<Seen>) {
 async fn over_tls(alpn: &[&[u8]]) -> (Vec<String>, usize) {
     let (config_text, counts) = tls_upstream(alpn, 60.0).await;
     let config = crate::config::Config::from_toml(&config_text, None).unwrap();
-    let pool = crate::client::build(&config).unwrap();
+    let pool = crate::snapshot::build_pool(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
     let req = |path: String| {
         Request::get(path)
@@ -398,7 +398,7 @@ async fn an_upstream_offering_only_http1_over_tls_gets_pooled_http1() {
 /// Four GETs at once on a cold pool for the config's first upstream.
 async fn cold_burst(config_text: &str) -> Vec<Result<Response<ProxyBody>, UpstreamError>> {
     let config = crate::config::Config::from_toml(config_text, None).unwrap();
-    let pool = crate::client::build(&config).unwrap();
+    let pool = crate::snapshot::build_pool(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
     let pool = &pool;
     futures_util::future::join_all((0..4).map(|_| {
@@ -465,7 +465,7 @@ async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
     // Timeouts are at least 1 s (`check` refuses less).
     let (config_text, seen) = tls_upstream(&[b"h2"], 1.0).await;
     let config = crate::config::Config::from_toml(&config_text, None).unwrap();
-    let pool = crate::client::build(&config).unwrap();
+    let pool = crate::snapshot::build_pool(&config).unwrap();
     let host = config.upstreams[0].host_header.clone();
     let req = || {
         Request::get("/v1/models")
