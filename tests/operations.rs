@@ -876,10 +876,12 @@ fn reloaded_lines(stderr: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Writes `text` as the whole config file and waits for the reload it triggers; its line.
+/// Writes `text` as the whole config file, sends SIGHUP (a rewrite of the same size within
+/// the file's mtime granularity is not seen by the watcher) and waits for the reload; its line.
 async fn reload_to(p: &Proc, text: &str) -> Value {
     let before = reloaded_lines(&p.stderr()).len();
     std::fs::write(&p.config, text).unwrap();
+    p.signal("HUP");
     assert!(
         eventually(Duration::from_secs(5), || reloaded_lines(&p.stderr()).len()
             > before)
@@ -979,7 +981,8 @@ async fn reload_names_startup_only_changes() {
     // Still serving where it started, on the reloaded config.
     let r = p.chat(&[], &chat_body(false, "after")).await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(reload_count(&p, "success").await, 4.0);
+    // One reload a row at least (the file watcher may see a rewrite too).
+    assert!(reload_count(&p, "success").await >= 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
