@@ -48,7 +48,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         let timeouts = shared.services.metrics.timeouts.clone();
         tokio::spawn(async move {
-            crate::server::first_request_within(
+            crate::shared::first_request_within(
                 conn,
                 &seen,
                 accepted + header_timeout,
