@@ -388,7 +388,8 @@ async fn images_edits_forms_have_one_reading_or_none() {
 async fn batch_uploads_are_read_once_or_refused() {
     let env = env_with("").await;
     let bad_line = r#"{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4","messages":[]}}"#;
-    let good_line = r#"{"custom_id":"1","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":"x"}}"#;
+    // A line meets its endpoint's row and the /v1/batches row (issue 12): a chat snapshot both list.
+    let good_line = r#"{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-2024-08-06","messages":[]}}"#;
     let upload = |purpose_part: &str, line: &str| {
         format!(
             "{purpose_part}{}--XyZ--\r\n",

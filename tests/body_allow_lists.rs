@@ -206,3 +206,59 @@ async fn references_to_stored_state_are_stateful_under_zdr() {
         .await
         .assert_denied("stateful_feature", Some("messages"));
 }
+
+#[tokio::test]
+async fn an_absent_moderation_model_is_the_documented_default() {
+    let env = Env::standard().await;
+    let body = json!({"input": "hello"});
+    let r = both(&env, "proj_eu", "/v1/moderations", &body).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    // Forwarded as sent: the default is OpenAI's, nothing is added.
+    let sent = env.eu.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(serde_json::from_slice::<Value>(&sent[0].body).unwrap(), body);
+    // No documented default: absent stays refused.
+    let r = both(&env, "proj_eu", "/v1/embeddings", &json!({"input": "hello"})).await;
+    r.assert_denied("model_not_eligible", Some("model"));
+    assert_eq!(env.eu.request_count(), 1);
+}
+
+/// Issue 12 item 2: every batch input line meets its own endpoint's row and the /v1/batches
+/// row; a line naming an endpoint that cannot be batched is refused.
+#[tokio::test]
+async fn batch_lines_meet_both_rows() {
+    let env = Env::standard().await;
+    let upload = |line: &str| {
+        format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n{line}\n\r\n--XyZ--\r\n"
+        )
+    };
+    let env = &env;
+    let send = |body: String| async move {
+        env.send(
+            "POST",
+            "/v1/files",
+            &[
+                ("OpenAI-Project", "proj_eu_mam"),
+                ("Content-Type", "multipart/form-data; boundary=XyZ"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    };
+    let emb = r#"{"custom_id":"1","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":"x"}}"#;
+    let r = send(upload(emb)).await;
+    let v = r.assert_denied("model_not_eligible", None);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("/v1/batches"),
+        "{v}"
+    );
+    let speech = r#"{"custom_id":"1","method":"POST","url":"/v1/audio/speech","body":{"model":"tts-1","input":"x","voice":"alloy"}}"#;
+    send(upload(speech)).await.assert_denied("unknown_endpoint", None);
+    assert_eq!(env.eu.request_count(), 0, "a refused upload completed upstream");
+    let chat = r#"{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-2024-08-06","messages":[]}}"#;
+    let r = send(upload(chat)).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+}

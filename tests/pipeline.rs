@@ -103,7 +103,8 @@ fn websocket(name: &'static str, method: &'static str, path: &str, project: &str
 }
 
 fn corpus() -> Vec<Case> {
-    let good_line = r#"{"custom_id":"1","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":"x"}}"#;
+    // Eligible on its own row and on the /v1/batches row (issue 12).
+    let good_line = r#"{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-2024-08-06","messages":[]}}"#;
     let bad_line = r#"{"custom_id":"2","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4","messages":[]}}"#;
     let eligible = chat("gpt-4o-2024-08-06").to_string();
     let image_chat = json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": [

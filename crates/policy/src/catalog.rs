@@ -82,6 +82,8 @@ pub struct InspectPlan {
     /// Allow-list checks of members inside the body (JSON only); `Facts::checks[i]` answers
     /// `checks[i]`.
     pub checks: Vec<BodyCheck>,
+    /// The model OpenAI uses when the request has none (documented defaults only).
+    pub model_default: Option<String>,
 }
 
 /// The step of a [`BodyCheck`] path that means "every element of an array".
@@ -238,6 +240,8 @@ pub struct Endpoint {
     pub always_image_input: bool,
     /// Content-free (e.g. `GET /v1/models`): allowed in every region and retention.
     pub content_free: bool,
+    /// The batches row: the endpoints (ids) a batch input line may name.
+    pub batch_line_endpoints: Option<Vec<String>>,
     /// Ids of the [`Source`]s this row comes from.
     pub sources: Vec<String>,
     /// Models whose sources differ from the row's, with theirs.

@@ -309,12 +309,17 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
                 }
                 None => Some(m),
             },
+            // Absent (not null): the model OpenAI documents it uses, if the catalog names one.
+            FieldValue::Absent => plan.model_default.as_deref(),
             _ => None,
         };
         model_used = model;
         let described = || match (raw, model) {
             (FieldValue::String(from), Some(to)) if from != to => {
                 format!("model {} (alias of {})", quoted(to), quoted(from))
+            }
+            (FieldValue::Absent, Some(m)) => {
+                format!("model {} (OpenAI's default when model is absent)", quoted(m))
             }
             (_, Some(m)) => format!("model {}", quoted(m)),
             (FieldValue::Absent | FieldValue::Null, None) => "a request without a model".to_owned(),
@@ -535,4 +540,60 @@ fn store_message(
         format!("store must be false on {} for {why}.", endpoint.id)
     };
     (what, Some("store".to_owned()))
+}
+
+/// A batch input line for operation `line_op`, whose own decision passed: it must also fit the
+/// batches row (the catalog endpoint with `batch_line_endpoints`): its endpoint must be
+/// batchable, and under residency its model (`model`, or the operation's documented default)
+/// must be one the batches row lists for the region. None: the line passes.
+pub fn batch_line(
+    catalog: &Catalog,
+    project: &Project,
+    line_op: OpId,
+    model: Option<&str>,
+) -> Option<Denial> {
+    let (operation, endpoint) = lookup(catalog, line_op)?;
+    let region = catalog.region(&project.region);
+    let Some((batches, batchable)) = catalog
+        .endpoints
+        .iter()
+        .find_map(|e| e.batch_line_endpoints.as_ref().map(|l| (e, l)))
+    else {
+        return Some(Denial {
+            rule: Rule::UnknownEndpoint,
+            message: "The catalog names no batchable endpoints: batch input lines are refused.".to_owned(),
+            param: None,
+        });
+    };
+    if !batchable.contains(&endpoint.id) {
+        return Some(Denial {
+            rule: Rule::UnknownEndpoint,
+            message: format!(
+                "{} cannot be the endpoint of a batch input line; batchable endpoints: {}.",
+                endpoint.id,
+                batchable.join(", ")
+            ),
+            param: Some("url".to_owned()),
+        });
+    }
+    let model = model.or(operation.plan.model_default.as_deref());
+    let residency = region.is_none_or(|r| r.residency);
+    match &batches.models {
+        Some(models) if residency && !model.is_some_and(|m| models.iter().any(|x| x == m)) => Some(Denial {
+            rule: Rule::ModelNotEligible,
+            message: format!(
+                "{} is not eligible for data residency on {} in {}, which every batch input line must \
+                 also meet; eligible snapshots: {}.",
+                model.map_or_else(
+                    || "a line without a model".to_owned(),
+                    |m| format!("model {}", quoted(m))
+                ),
+                batches.id,
+                region_label(project, region),
+                models.join(", ")
+            ),
+            param: Some("model".to_owned()),
+        }),
+        _ => None,
+    }
 }

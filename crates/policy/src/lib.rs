@@ -25,7 +25,9 @@ pub use catalog::{
 };
 pub use catalog::{BodyCheck, CheckKind, Feature, Source, StatefulField, StoreRule, ToolRule};
 pub use classify::ClassifyError;
-pub use decide::{decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict};
+pub use decide::{
+    batch_line, decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict,
+};
 pub use facts::{CheckFacts, Facts, FieldValue, OtherValue};
 pub use project::{Mode, Project, ProjectSet, Retention, SelectError, StoreMode};
 pub use rule::{Rule, RuleSet};

@@ -576,7 +576,18 @@ pub fn batch_line(
                       batch file; set it explicitly in the line"
                 .into(),
         }),
-        _ => Ok(()),
+        // Each line also meets the batches row (batchable endpoint, the row's models).
+        Verdict::Allow | Verdict::Rewrite => {
+            let p = &snap.config.projects.projects[project];
+            match policy::batch_line(&snap.config.catalog, p, m.op, inspected.model.as_deref()) {
+                Some(d) => Err(Refusal {
+                    rule: Some(d.rule),
+                    message: d.message,
+                }),
+                None => Ok(()),
+            }
+        }
+        Verdict::ReportDeny => Ok(()),
     }
 }
 

@@ -275,6 +275,10 @@ pub struct RawEndpoint {
     pub always_image_input: bool,
     #[serde(default)]
     pub content_free: bool,
+    /// On the batches row: the endpoints a batch input line may name (OpenAI's batchable
+    /// endpoints). A line meets both its own endpoint's row and this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_line_endpoints: Option<Vec<String>>,
     /// Ids of the sources this row comes from (required: every row says where it is from).
     #[serde(default)]
     pub sources: Vec<String>,
@@ -311,6 +315,10 @@ pub enum RawFieldRole {
 pub struct RawField {
     pub name: String,
     pub role: RawFieldRole,
+    /// For the model: the value OpenAI documents it uses when the field is absent (e.g.
+    /// `/v1/moderations` → `omni-moderation-latest`). Only where OpenAI documents one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

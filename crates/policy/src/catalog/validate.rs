@@ -457,6 +457,7 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &Hash
             .collect(),
         always_image_input: e.always_image_input,
         content_free: e.content_free,
+        batch_line_endpoints: e.batch_line_endpoints.clone(),
         sources: e.sources.clone(),
         model_sources: e
             .model_sources
@@ -507,6 +508,7 @@ fn operation_of(
     }
     let mut fields = Vec::with_capacity(o.fields.len());
     let mut roles = Vec::with_capacity(o.fields.len());
+    let mut model_default = None;
     for (k, f) in o.fields.iter().enumerate() {
         let fplace = format!("{place}.fields[{k}]");
         if f.name.is_empty() {
@@ -560,6 +562,13 @@ fn operation_of(
                 format!("{fplace}.role"),
                 "at most one field per operation has this role",
             );
+        }
+        if f.default.is_some() && role != FieldRole::Model {
+            cx.problem(format!("{fplace}.default"), "only the model field has a default");
+        }
+        if let (FieldRole::Model, Some(d)) = (role, &f.default) {
+            cx.non_empty(&format!("{fplace}.default"), d);
+            model_default = Some(d.clone());
         }
         fields.push(f.name.clone());
         roles.push(role);
@@ -615,6 +624,7 @@ fn operation_of(
             roles,
             markers: specs,
             checks,
+            model_default,
         },
         batch_input: o.batch_input.as_ref().map(|b| crate::catalog::BatchInput {
             purpose_field: b.purpose_field.clone(),
