@@ -566,7 +566,7 @@ async fn config_errors_name_file_line_and_key_but_never_the_value_and_size_is_ca
     )
     .unwrap();
     assert!(
-        p.wait_log("config reload refused", Duration::from_secs(10)).await,
+        p.wait_log("config reload refused", Duration::from_secs(60)).await,
         "{}",
         p.stderr()
     );
@@ -578,7 +578,7 @@ async fn config_errors_name_file_line_and_key_but_never_the_value_and_size_is_ca
     big.push_str(&format!("# {}\n", "x".repeat(12 * 1024 * 1024)));
     std::fs::write(p.config_path(), &big).unwrap();
     assert!(
-        p.wait_log("1048576-byte limit", Duration::from_secs(10)).await,
+        p.wait_log("1048576-byte limit", Duration::from_secs(60)).await,
         "{}",
         p.stderr()
     );

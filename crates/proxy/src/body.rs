@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,8 +26,10 @@ pub enum ProxyBody {
     Incoming(Incoming),
     /// An upstream HTTP/1.1 response, which gives its connection back to the pool at its end.
     Pooled(crate::pool::PooledBody),
+    /// A client's request body streamed upstream uninspected, ended when it goes silent.
+    Upload(Box<IdleTimed<Incoming>>),
     /// An upload watched as a possible batch input (see `crate::batch`).
-    Batch(Box<crate::batch::BatchGuard<Incoming>>),
+    Batch(Box<crate::batch::BatchGuard<IdleTimed<Incoming>>>),
 }
 
 impl ProxyBody {
@@ -68,6 +71,7 @@ impl Body for ProxyBody {
             },
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Upload(b) => Pin::new(b.as_mut()).poll_frame(cx),
             ProxyBody::Batch(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
@@ -79,6 +83,7 @@ impl Body for ProxyBody {
             ProxyBody::Chunks { remaining, chunks } => *remaining == 0 && chunks.len() == 0,
             ProxyBody::Incoming(b) => b.is_end_stream(),
             ProxyBody::Pooled(b) => b.is_end_stream(),
+            ProxyBody::Upload(b) => b.inner.is_end_stream(),
             ProxyBody::Batch(_) => false,
         }
     }
@@ -90,8 +95,75 @@ impl Body for ProxyBody {
             ProxyBody::Chunks { remaining, .. } => SizeHint::with_exact(*remaining),
             ProxyBody::Incoming(b) => b.size_hint(),
             ProxyBody::Pooled(b) => b.size_hint(),
+            ProxyBody::Upload(b) => b.inner.size_hint(),
             ProxyBody::Batch(b) => b.size_hint(),
         }
+    }
+}
+
+/// A streamed request body that fails once it has sent nothing for `limit`
+/// (`timeouts.request_body_secs`): a client that opens an upload and goes silent would
+/// otherwise hold its request slot, and the upstream connection, forever.
+pub struct IdleTimed<B> {
+    inner: B,
+    limit: std::time::Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimed<B> {
+    pub fn new(inner: B, limit: std::time::Duration) -> IdleTimed<B> {
+        IdleTimed {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+/// The error an [`IdleTimed`] body ends with.
+#[derive(Debug)]
+pub struct RequestBodyIdle(pub std::time::Duration);
+
+impl std::fmt::Display for RequestBodyIdle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body sent nothing for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for RequestBodyIdle {}
+
+impl<B> Body for IdleTimed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.limit;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(RequestBodyIdle(this.limit))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

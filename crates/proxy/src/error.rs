@@ -28,6 +28,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The proxy is at its concurrency limit (503).
     Overloaded,
+    /// The bytes held for inspection across all requests reached `limits.max_buffered_bytes` (503).
+    BufferFull,
     /// The decision could not be written to the audit log (`on_failure = "refuse"`) (503).
     AuditUnavailable,
 }
@@ -44,7 +46,9 @@ impl From<&ProxyError> for StatusCode {
             ProxyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Overloaded | ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded | ProxyError::BufferFull | ProxyError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -62,7 +66,7 @@ impl ProxyError {
             ProxyError::UnsupportedEncoding(_) => "unsupported_content_encoding",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
-            ProxyError::Overloaded => "proxy_overloaded",
+            ProxyError::Overloaded | ProxyError::BufferFull => "proxy_overloaded",
             ProxyError::AuditUnavailable => "audit_unavailable",
         }
     }
@@ -73,6 +77,7 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Overloaded
+            | ProxyError::BufferFull
             | ProxyError::AuditUnavailable => "server_error",
             _ => "invalid_request_error",
         }
@@ -95,6 +100,10 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(m) => format!("The upstream could not be reached: {m}."),
             ProxyError::UpstreamTimeout => "The upstream did not respond in time.".into(),
             ProxyError::Overloaded => "The proxy is at its concurrency limit; retry later.".into(),
+            ProxyError::BufferFull => {
+                "The proxy holds as many request bytes for inspection as it may (limits.max_buffered_bytes); retry later."
+                    .into()
+            }
             ProxyError::AuditUnavailable => {
                 "The proxy cannot write its audit log, and forwards nothing it cannot record; retry later."
                     .into()
@@ -117,6 +126,7 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(_)
                 | ProxyError::UpstreamTimeout
                 | ProxyError::Overloaded
+                | ProxyError::BufferFull
                 | ProxyError::AuditUnavailable
         )
     }
@@ -184,6 +194,7 @@ mod tests {
             ),
             (ProxyError::UpstreamTimeout, 504, "upstream_timeout"),
             (ProxyError::Overloaded, 503, "proxy_overloaded"),
+            (ProxyError::BufferFull, 503, "proxy_overloaded"),
             (ProxyError::AuditUnavailable, 503, "audit_unavailable"),
         ];
         for (e, status, code) in cases {

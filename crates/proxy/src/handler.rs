@@ -68,16 +68,27 @@ async fn forward(
         None
     };
     let mut batch_verdict = None;
+    // Bytes held for inspection, released when the upstream has answered (the body was sent).
+    let mut charge = crate::budget::Charge::default();
     let (inspected, body) = match pipeline::body_plan(ctx, m, &parts.headers)? {
         BodyPlan::Buffer(encoding) => {
-            let raw = read_body(&ctx.snap, incoming).await?;
+            let raw = read_body(&ctx.snap, services, &mut charge, incoming).await?;
             metrics.bytes_in.inc_by(raw.len() as u64);
+            let encoded = encoding != pipeline::Encoding::Identity;
             let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some((raw, encoding)))?;
+            // The decoded copy is held beside the compressed one until the send ends.
+            if let (true, Some(decoded)) = (encoded, &body) {
+                take_budget(services, &mut charge, decoded.len())?;
+            }
             (inspected, Outgoing::Buffered(body.unwrap_or_default()))
         }
         BodyPlan::Stream => {
             let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
-            (inspected, Outgoing::Streaming(ProxyBody::Incoming(incoming)))
+            let upload = crate::body::IdleTimed::new(incoming, ctx.snap.config.timeouts.request_body);
+            (
+                inspected,
+                Outgoing::Streaming(ProxyBody::Upload(Box::new(upload))),
+            )
         }
         BodyPlan::Batch(spec) => {
             let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
@@ -85,7 +96,8 @@ async fn forward(
             let checker = pipeline::batch_checker(ctx, m, &parts.headers, &spec)?;
             let (verdict_tx, verdict_rx) = crate::batch::verdict();
             let report = ctx.snap.config.projects.projects[m.project].mode == policy::Mode::Report;
-            let guard = crate::batch::BatchGuard::new(incoming, checker, verdict_tx, report);
+            let upload = crate::body::IdleTimed::new(incoming, ctx.snap.config.timeouts.request_body);
+            let guard = crate::batch::BatchGuard::new(upload, checker, verdict_tx, report);
             batch_verdict = Some(verdict_rx);
             (inspected, Outgoing::Streaming(ProxyBody::Batch(Box::new(guard))))
         }
@@ -137,22 +149,61 @@ async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Reads a body that must be inspected, within `limits.max_body_bytes` and
-/// `timeouts.request_body`.
-async fn read_body(snap: &Snapshot, body: Incoming) -> Result<Bytes, ProxyError> {
+/// Reads a body that must be inspected, within `limits.max_body_bytes`,
+/// `timeouts.request_body` and the process-wide `limits.max_buffered_bytes` (each frame is
+/// charged as it arrives, so a burst of large bodies is refused before it is held).
+async fn read_body(
+    snap: &Snapshot,
+    services: &Services,
+    charge: &mut crate::budget::Charge,
+    body: Incoming,
+) -> Result<Bytes, ProxyError> {
     let limit = snap.config.limits.max_body_bytes;
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     let timeout = snap.config.timeouts.request_body;
-    match tokio::time::timeout(timeout, limited.collect()).await {
+    let read = async {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        while let Some(frame) = limited.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(ProxyError::TooLarge { limit })
+                }
+                Err(_) => {
+                    return Err(ProxyError::BadRequest(
+                        "the request body could not be read".into(),
+                    ))
+                }
+            };
+            if let Ok(data) = frame.into_data() {
+                take_budget(services, charge, data.len())?;
+                chunks.push(data);
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => {
+                let mut all = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for c in &chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        })
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(ProxyError::BadRequest(
             "the request body was not received in time".into(),
         )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::TooLarge { limit }),
-        Ok(Err(_)) => Err(ProxyError::BadRequest(
-            "the request body could not be read".into(),
-        )),
+        Ok(r) => r,
     }
+}
+
+fn take_budget(services: &Services, charge: &mut crate::budget::Charge, n: usize) -> Result<(), ProxyError> {
+    services.buffered.take(charge, n).inspect_err(|_| {
+        services.metrics.buffer_refusals.inc();
+    })
 }
 
 fn upstream_error(e: &crate::pool::UpstreamError) -> ProxyError {

@@ -217,6 +217,8 @@ pub struct Metrics {
     pub upstream_seconds: Family<RegionLabels, Histogram>,
     pub response_seconds: Family<RegionLabels, Histogram>,
     pub response_bytes: Counter,
+    /// Requests refused because `limits.max_buffered_bytes` was held.
+    pub buffer_refusals: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub open_connections: Gauge,
@@ -271,6 +273,12 @@ impl Metrics {
             "response_body_bytes",
             "Upstream response body bytes sent to clients",
             response_bytes.clone(),
+        );
+        let buffer_refusals = Counter::default();
+        registry.register(
+            "buffer_budget_refusals",
+            "Requests refused with 503 because limits.max_buffered_bytes was held by other requests",
+            buffer_refusals.clone(),
         );
         let bytes_in = Counter::default();
         registry.register(
@@ -344,6 +352,7 @@ impl Metrics {
             upstream_seconds,
             response_seconds,
             response_bytes,
+            buffer_refusals,
             bytes_in,
             bytes_out,
             open_connections,

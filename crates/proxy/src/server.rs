@@ -54,6 +54,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             metrics,
             audit,
             inflight,
+            buffered: crate::budget::BufferBudget::new(process.max_buffered_bytes),
         }),
         ready: AtomicBool::new(false),
         config_path,

@@ -59,6 +59,8 @@ pub struct ProcessSettings {
     pub log_level: Option<String>,
     pub max_connections: usize,
     pub max_concurrent_requests: usize,
+    /// `limits.max_buffered_bytes`: the bytes held for inspection across all requests.
+    pub max_buffered_bytes: u64,
     /// `timeouts.request_header_secs`, set on the listener's connection builder.
     pub request_header: Duration,
 }
@@ -84,6 +86,10 @@ impl ProcessSettings {
         check(
             self.max_concurrent_requests != new.max_concurrent_requests,
             "limits.max_concurrent_requests",
+        );
+        check(
+            self.max_buffered_bytes != new.max_buffered_bytes,
+            "limits.max_buffered_bytes",
         );
         check(
             self.request_header != new.request_header,
@@ -319,6 +325,14 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     if limits.max_body_bytes == 0 {
         problems.push("limits.max_body_bytes: must be greater than 0".into());
     }
+    // 256 MiB: eight bodies of the default 32 MiB limit held at once.
+    let max_buffered_bytes = l.max_buffered_bytes.unwrap_or(256 * 1024 * 1024);
+    if max_buffered_bytes < limits.max_body_bytes {
+        problems.push(format!(
+            "limits.max_buffered_bytes: must be at least limits.max_body_bytes ({}), or no body of the largest size could ever be inspected",
+            limits.max_body_bytes
+        ));
+    }
     let t = &raw.timeouts;
     let request_header = secs(
         &mut problems,
@@ -426,6 +440,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             log_level: raw.log.level.clone(),
             max_connections,
             max_concurrent_requests,
+            max_buffered_bytes,
             request_header,
         },
         limits,

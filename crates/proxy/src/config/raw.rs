@@ -41,6 +41,7 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
+    pub max_buffered_bytes: Option<u64>,
     /// Connections to the admin listener (its own budget: it cannot starve the proxy port).
     pub admin_max_connections: Option<usize>,
 }

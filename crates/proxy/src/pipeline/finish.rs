@@ -21,6 +21,8 @@ pub struct Services {
     pub audit: Option<AuditLog>,
     /// `limits.max_concurrent_requests`: past it, 503 rather than unbounded queueing.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// `limits.max_buffered_bytes`: past it, 503 rather than unbounded memory.
+    pub buffered: crate::budget::BufferBudget,
 }
 
 /// How a response body ended (the audit's outcome records say the same).
