@@ -494,3 +494,53 @@ fn explain_refuses_what_serve_refuses_at_the_headers() {
     assert_eq!(v["decision"], "error", "{text}");
     assert_eq!(v["error"]["status"], 400, "{text}");
 }
+
+/// `explain` is an offline tool: it runs without the production secrets `serve` needs (an
+/// unset `upstream_api_key_env`, a missing key file), deciding exactly as with them.
+#[test]
+fn explain_runs_without_production_secrets() {
+    let dir = TempDir::new("explain-nosecret");
+    let cfg = dir.write(
+        "c.toml",
+        "[[projects]]\nname = \"eu\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\nupstream_api_key_env = \"RP_TEST_SURELY_UNSET_VAR\"\n\n[[projects]]\nname = \"us\"\nregion = \"us\"\nretention = \"default\"\nopenai_project = \"proj_us\"\nupstream_api_key_file = \"/nonexistent/rp-key\"\n",
+    );
+    let body = br#"{"model":"gpt-4o-2024-08-06","messages":[],"store":true}"#;
+    let o = run(
+        &[
+            "explain",
+            "--config",
+            cfg.to_str().unwrap(),
+            "POST",
+            "/v1/chat/completions",
+            "--body",
+            "-",
+        ],
+        &[],
+        Some(body),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decision"], "rewrite", "{v}");
+    assert_eq!(v["project"], "eu", "{v}");
+    let o = run(
+        &[
+            "explain",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--header",
+            "OpenAI-Project: proj_us",
+            "POST",
+            "/v1/chat/completions",
+            "--body",
+            "-",
+        ],
+        &[],
+        Some(body),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["project"], "us", "{v}");
+    // `check` (and `serve`, which loads the same way) still refuses the missing secrets.
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+}

@@ -83,7 +83,8 @@ fn explain(
     method: &str,
     path: &str,
 ) -> Result<Explanation, String> {
-    let config = Config::load(Some(config)).map_err(|e| e.to_string())?;
+    // Offline: upstream keys are never read, so explain runs without production secrets.
+    let config = Config::load_offline(config).map_err(|e| e.to_string())?;
     let snap = Snapshot::new(config)?;
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| "invalid method".to_string())?;

@@ -173,7 +173,7 @@ impl Config {
         }
     }
 
-    /// Loads a config for offline questions about its policy (`catalog show`, `catalog diff`):
+    /// Loads a config for offline questions about its policy (`explain`, `catalog show`, `catalog diff`):
     /// upstream keys are not read, so no production secret is needed.
     pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
         let text =
