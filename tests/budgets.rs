@@ -38,8 +38,9 @@ fn chat_body(len: usize) -> String {
 }
 
 /// `limits.max_buffered_bytes` caps the bytes held for inspection across requests: while one
-/// slow upload holds 900 of 1500 bytes, a 700-byte body is a 503 `proxy_overloaded` (counted)
-/// that reaches no upstream; once the slow one ends, the same body passes.
+/// inspected 1000-byte body is held (its upstream is slow to answer), a 700-byte body is a 503
+/// `proxy_overloaded` (counted) that reaches no upstream; once the first is answered, the
+/// same body passes.
 #[tokio::test]
 async fn bytes_held_for_inspection_are_capped_across_requests() {
     let env = Env::with(
@@ -48,58 +49,48 @@ async fn bytes_held_for_inspection_are_capped_across_requests() {
         &standard_env(),
     )
     .await;
-    let slow = chat_body(1000);
-    let head = build_request(
+    let held = chat_body(1000);
+    let first = build_request(
         env.proxy.addr,
         "POST",
         "/v1/chat/completions",
         &[
             ("Content-Type", "application/json"),
             ("OpenAI-Project", "proj_us"),
-            ("Content-Length", "1000"),
+            ("Authorization", "Bearer sk-client-x"),
+            // The mock holds its answer: the proxy holds the body until the answer comes.
+            ("x-mock-behavior", "delay:8000"),
         ],
-        b"",
+        held.as_bytes(),
     );
-    let mut first = head.clone();
-    first.extend_from_slice(&slow.as_bytes()[..900]);
     let mut conn = Conn::open(env.proxy.addr, &first).await;
-
-    // The slow body's 900 bytes are held as soon as they are read: wait for the refusal.
-    let other = chat_body(700);
+    // The event: the upstream has the first body, so the proxy has read (and charged) it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let before = env.upstream_total();
-        let r = env.post_as("proj_us", "/v1/chat/completions", &other).await;
-        if r.status == 503 {
-            assert_eq!(
-                env.upstream_total(),
-                before,
-                "a refused body reached the upstream"
-            );
-            break r;
-        }
-        assert_eq!(r.status, 200, "{r:#?}");
+    while env.us.request_count() < 1 {
         assert!(
             Instant::now() < deadline,
-            "never refused: the budget is not applied"
+            "the first request never reached the upstream"
         );
-    };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let other = chat_body(700);
+    let refused = env.post_as("proj_us", "/v1/chat/completions", &other).await;
     refused.assert_error(503, "proxy_overloaded");
     assert!(
         refused.text().contains("max_buffered_bytes"),
         "{}",
         refused.text()
     );
+    assert_eq!(env.us.request_count(), 1, "a refused body reached the upstream");
     let metrics = reqwest_like_metrics(&env).await;
     assert!(
-        metrics.contains("residency_proxy_buffer_budget_refusals_total"),
+        metrics.contains("residency_proxy_buffer_budget_refusals_total 1"),
         "{metrics}"
     );
 
-    // The slow upload completes and is answered; its bytes return to the budget.
-    use tokio::io::AsyncWriteExt;
-    conn.stream.write_all(&slow.as_bytes()[900..]).await.unwrap();
-    let done = conn.response(false).await.expect("the slow upload is answered");
+    // The first is answered; its bytes return to the budget.
+    let done = conn.response(false).await.expect("the first request is answered");
     assert_eq!(done.status, 200, "{done:#?}");
     let again = env.post_as("proj_us", "/v1/chat/completions", &other).await;
     assert_eq!(again.status, 200, "{again:#?}");
