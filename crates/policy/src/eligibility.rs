@@ -177,6 +177,21 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             },
         )
     };
+    // One body check hit (`hit` at check `i`), the others quiet, no markers.
+    let run_check = |fields: &[FieldValue<'_>], i: usize, hit: CheckFacts<'_>| {
+        let mut checks = vec![CheckFacts::default(); plan.checks.len()];
+        checks[i] = hit;
+        decide(
+            catalog,
+            project,
+            op,
+            &Facts {
+                fields,
+                markers: &no_markers,
+                checks: &checks,
+            },
+        )
+    };
     let base = run(&absent, &no_markers);
     let model_field = plan.field_with(FieldRole::Model);
     let models = model_field.map(|mi| {
@@ -253,18 +268,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
         if markers.iter().any(|m| m.role == role) {
             continue;
         }
-        let mut checks = vec![CheckFacts::default(); plan.checks.len()];
-        checks[i] = hit;
-        let decision = decide(
-            catalog,
-            project,
-            op,
-            &Facts {
-                fields: &fields,
-                markers: &no_markers,
-                checks: &checks,
-            },
-        );
+        let decision = run_check(&fields, i, hit);
         markers.push(MarkerOutcome {
             role,
             values,
@@ -295,18 +299,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             if tools.iter().any(|t: &ToolOutcome| t.tool == tool) {
                 continue;
             }
-            let mut checks = vec![CheckFacts::default(); plan.checks.len()];
-            checks[i] = hit;
-            let decision = decide(
-                catalog,
-                project,
-                op,
-                &Facts {
-                    fields: &fields,
-                    markers: &no_markers,
-                    checks: &checks,
-                },
-            );
+            let decision = run_check(&fields, i, hit);
             tools.push(ToolOutcome { tool, decision });
         }
     }

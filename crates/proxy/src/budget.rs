@@ -46,6 +46,7 @@ impl BufferBudget {
     }
 
     /// Bytes currently held by all requests.
+    #[cfg(test)]
     pub fn held(&self, max_bytes: u64) -> u64 {
         max_bytes.saturating_sub(self.bytes.available_permits() as u64)
     }
