@@ -84,11 +84,14 @@ async fn forward(
         }
         BodyPlan::Stream => {
             let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
-            let upload = crate::body::IdleTimed::new(incoming, ctx.snap.config.timeouts.request_body);
-            (
-                inspected,
-                Outgoing::Streaming(ProxyBody::Upload(Box::new(upload))),
-            )
+            // Most streamed requests (GETs) have no body: no timer, no allocation for them.
+            let body = if http_body::Body::is_end_stream(&incoming) {
+                ProxyBody::Incoming(incoming)
+            } else {
+                let limit = ctx.snap.config.timeouts.request_body;
+                ProxyBody::Upload(Box::new(crate::body::IdleTimed::new(incoming, limit)))
+            };
+            (inspected, Outgoing::Streaming(body))
         }
         BodyPlan::Batch(spec) => {
             let (inspected, _) = pipeline::request_body(ctx, m, &mut parts, None)?;
