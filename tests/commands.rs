@@ -130,9 +130,11 @@ upstream_api_key_env = "RP_TEST_SURELY_UNSET_VAR"
         text.contains(r#"projects[2].region: unknown region "uk", did you mean "gb"?"#),
         "{text}"
     );
+    // A key that is not there is a warning for `check` (see check_runs_without_production_secrets).
     assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("projects[3].upstream_api_key_env")),
+        text.lines().any(|l| l
+            .trim_start()
+            .starts_with("warning: projects[3].upstream_api_key_env")),
         "{text}"
     );
     assert!(!text.contains("projects[0]"), "project 0 is fine: {text}");
@@ -540,7 +542,105 @@ fn explain_runs_without_production_secrets() {
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["project"], "us", "{v}");
-    // `check` (and `serve`, which loads the same way) still refuses the missing secrets.
+}
+
+/// `check` runs without production secrets too: an unset `upstream_api_key_env` or a missing
+/// key file is a warning naming the place (exit 0); `serve` refuses to start without them.
+#[test]
+fn check_runs_without_production_secrets_and_serve_refuses_to_start_without_them() {
+    let dir = TempDir::new("check-nosecret");
+    let cfg = dir.write(
+        "c.toml",
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[projects]]\nname = \"eu\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\nupstream_api_key_env = \"RP_TEST_SURELY_UNSET_VAR\"\n\n[[projects]]\nname = \"us\"\nregion = \"us\"\nretention = \"default\"\nopenai_project = \"proj_us\"\nupstream_api_key_file = \"/nonexistent/rp-key\"\n",
+    );
     let o = run(&["check", "--config", cfg.to_str().unwrap()], &[], None);
-    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let warning = |place: &str| {
+        text.lines().any(|l| {
+            l.starts_with(&format!("warning: {place}: "))
+                && l.ends_with("serve will refuse to start without it")
+        })
+    };
+    assert!(warning("projects[0].upstream_api_key_env"), "{text}");
+    assert!(warning("projects[1].upstream_api_key_file"), "{text}");
+    assert!(text.contains("RP_TEST_SURELY_UNSET_VAR is not set"), "{text}");
+    assert!(text.contains(": ok (2 project(s)"), "{text}");
+    // With the secrets there, no warning.
+    let key = dir.write("key", "sk-upstream-us-SECRET\n");
+    let with_key = dir.write(
+        "d.toml",
+        &std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("/nonexistent/rp-key", key.to_str().unwrap()),
+    );
+    let o = run(
+        &["check", "--config", with_key.to_str().unwrap()],
+        &[("RP_TEST_SURELY_UNSET_VAR", "sk-upstream-eu-SECRET")],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(!out(&o).contains("warning: projects"), "{}", out(&o));
+    assert!(
+        !out(&o).contains("SECRET"),
+        "a key never reaches the output: {}",
+        out(&o)
+    );
+    // `serve` loads the same file and refuses it, naming both places.
+    let o = run(&["serve", "--config", cfg.to_str().unwrap()], &[], None);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "projects[0].upstream_api_key_env: environment variable RP_TEST_SURELY_UNSET_VAR is not set"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("projects[1].upstream_api_key_file: "), "{text}");
+    assert!(!text.contains("serve will refuse"), "{text}");
+}
+
+/// `check` guards the routing itself: a residency region sent to another region's OpenAI host
+/// (from the catalog's table of regions and hosts) is a problem naming the right host, and
+/// `serve` refuses the same config. Hosts that are no region's stay allowed.
+#[test]
+fn check_and_serve_refuse_a_region_routed_to_another_regions_openai_host() {
+    let dir = TempDir::new("check-misrouted");
+    let config = |urls: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[upstream]\nbase_urls = {{ {urls} }}\n\n\
+             [[projects]]\nname = \"eu\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n\n\
+             [[projects]]\nname = \"us\"\nregion = \"us\"\nretention = \"default\"\nopenai_project = \"proj_us\"\n"
+        )
+    };
+    let bad = dir.write(
+        "bad.toml",
+        &config("eu = \"https://api.openai.com\", us = \"https://eu.api.openai.com\""),
+    );
+    let o = run(&["check", "--config", bad.to_str().unwrap()], &[], None);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    for (region, owner, right) in [
+        ("eu", "global", "https://eu.api.openai.com"),
+        ("us", "eu", "https://us.api.openai.com"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("upstream.base_urls.{region}: "))
+                    && l.contains(&format!("OpenAI's host for region \"{owner}\""))
+                    && l.contains(&format!("must go to {right}"))),
+            "{region}: {text}"
+        );
+    }
+    assert!(text.contains("2 problem(s)"), "{text}");
+    let o = run(&["serve", "--config", bad.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("upstream.base_urls.eu: "), "{}", out(&o));
+    // The regions' own hosts, an egress proxy and a test server are fine.
+    let good = dir.write(
+        "good.toml",
+        &config("eu = \"https://eu.api.openai.com\", us = \"https://egress.corp.example:8443\", global = \"http://127.0.0.1:1\""),
+    );
+    let o = run(&["check", "--config", good.to_str().unwrap()], &[], None);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
 }

@@ -244,13 +244,19 @@ fn audit_verify(files: &[PathBuf]) -> i32 {
     }
 }
 
+/// `check` runs without the production secrets: a key that is not there is a warning (`serve`
+/// still refuses to start without it).
 fn check(path: &std::path::Path) -> i32 {
-    let loaded = Config::load(Some(path)).and_then(|config| match &config.audit_path {
+    let (loaded, missing_secrets) = Config::load_for_check(path);
+    let loaded = loaded.and_then(|config| match &config.audit_path {
         Some(p) => crate::audit::check_path(p)
             .map(|()| config)
             .map_err(|e| crate::config::ConfigError { problems: vec![e] }),
         None => Ok(config),
     });
+    for w in &missing_secrets {
+        println!("warning: {w}");
+    }
     match loaded {
         Ok(config) => {
             for w in crate::config::warnings(&config) {

@@ -6,6 +6,7 @@
 pub mod raw;
 pub mod safe;
 mod suggest;
+mod upstream;
 
 use policy::{Catalog, Mode, Project, ProjectSet, Retention, StoreMode};
 use raw::{LogFormat, RawConfig, RawMode, RawProject, RawRetention, RawStoreMode};
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use upstream::{parse_base_url, upstream_key, validate_base_urls, Secrets, SecretsCtx};
 
 pub use crate::tls::TlsFiles;
 
@@ -184,14 +186,36 @@ impl Config {
             p.upstream_api_key_env = None;
             p.upstream_api_key_file = None;
         }
-        validate(raw, Some(path))
+        validate(raw, Some(path), Secrets::Required, &mut Vec::new())
+    }
+
+    /// Loads a config for `check`, which runs where the production secrets may not be (CI, a
+    /// laptop): an unset `upstream_api_key_env` or a missing key file is returned as a warning
+    /// instead of a problem. Everything else is validated exactly as [`Config::load`] does.
+    pub fn load_for_check(path: &Path) -> (Result<Config, ConfigError>, Vec<String>) {
+        let text = match safe::read_capped(path, safe::MAX_CONFIG_BYTES, "the config file") {
+            Ok(t) => t,
+            Err(e) => return (Err(ConfigError::one(e)), Vec::new()),
+        };
+        let raw: RawConfig = match toml::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    Err(ConfigError::one(safe::toml_error(&text, Some(path), &e))),
+                    Vec::new(),
+                )
+            }
+        };
+        let mut missing = Vec::new();
+        let result = validate(raw, Some(path), Secrets::MayBeMissing, &mut missing);
+        (result, missing)
     }
 
     /// Parses and validates `text`; `source` is used for relative paths and messages.
     pub fn from_toml(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::one(safe::toml_error(text, source, &e)))?;
-        validate(raw, source)
+        validate(raw, source, Secrets::Required, &mut Vec::new())
     }
 }
 
@@ -286,7 +310,12 @@ fn relative_to(config_file: Option<&Path>, p: &Path) -> PathBuf {
     }
 }
 
-fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+fn validate(
+    raw: RawConfig,
+    source: Option<&Path>,
+    secrets: Secrets,
+    missing_secrets: &mut Vec<String>,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let listen = parse_addr(
         &mut problems,
@@ -415,7 +444,13 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
                 p.name
             ));
         }
-        if let Some((project, upstream)) = validate_project(&mut problems, &catalog, &base_urls, i, p, source)
+        let secrets = SecretsCtx {
+            mode: secrets,
+            missing: &mut *missing_secrets,
+            source,
+        };
+        if let Some((project, upstream)) =
+            validate_project(&mut problems, &catalog, &base_urls, i, p, secrets)
         {
             projects.push(project);
             upstreams.push(upstream);
@@ -460,55 +495,13 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     })
 }
 
-/// `upstream.base_urls`: keys must be catalog regions, values `http(s)://host[:port]`.
-fn validate_base_urls(
-    problems: &mut Vec<String>,
-    catalog: &Catalog,
-    urls: &BTreeMap<String, String>,
-) -> BTreeMap<String, (http::uri::Scheme, http::uri::Authority)> {
-    let mut out = BTreeMap::new();
-    for (region, url) in urls {
-        let place = format!("upstream.base_urls.{region}");
-        if catalog.region(region).is_none() {
-            problems.push(format!("{place}: {}", suggest::unknown_region(catalog, region)));
-            continue;
-        }
-        match parse_base_url(url) {
-            Ok(parts) => {
-                out.insert(region.clone(), parts);
-            }
-            Err(why) => problems.push(format!("{place}: the URL {why}")),
-        }
-    }
-    out
-}
-
-fn parse_base_url(url: &str) -> Result<(http::uri::Scheme, http::uri::Authority), &'static str> {
-    let uri: http::Uri = url.parse().map_err(|_| "is not a URL")?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or("needs a scheme (http:// or https://)")?;
-    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-        return Err("must be http:// or https://");
-    }
-    let authority = uri.authority().cloned().ok_or("needs a host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not contain credentials");
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("must be a scheme and host only, without path or query");
-    }
-    Ok((scheme, authority))
-}
-
 fn validate_project(
     problems: &mut Vec<String>,
     catalog: &Catalog,
     base_urls: &BTreeMap<String, (http::uri::Scheme, http::uri::Authority)>,
     i: usize,
     p: &RawProject,
-    source: Option<&Path>,
+    secrets: SecretsCtx<'_>,
 ) -> Option<(Project, ProjectUpstream)> {
     let place = format!("projects[{i}]");
     let before = problems.len();
@@ -552,7 +545,7 @@ fn validate_project(
             ));
         }
     }
-    let authorization = upstream_key(problems, &place, p, source);
+    let authorization = upstream_key(problems, &place, p, secrets);
     for (from, to) in &p.aliases {
         if from.is_empty() || to.is_empty() {
             problems.push(format!("{place}.aliases: empty model name in {from:?} = {to:?}"));
@@ -612,55 +605,6 @@ fn validate_project(
         region_header: http::HeaderValue::from_str(&region.id).ok()?,
     };
     Some((project, upstream))
-}
-
-/// The upstream `Authorization` value from `upstream_api_key_env` or `upstream_api_key_file`.
-fn upstream_key(
-    problems: &mut Vec<String>,
-    place: &str,
-    p: &RawProject,
-    source: Option<&Path>,
-) -> Option<http::HeaderValue> {
-    let key = match (&p.upstream_api_key_env, &p.upstream_api_key_file) {
-        (Some(_), Some(_)) => {
-            problems.push(format!(
-                "{place}: set upstream_api_key_env or upstream_api_key_file, not both"
-            ));
-            return None;
-        }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) => v,
-            Err(_) => {
-                problems.push(format!(
-                    "{place}.upstream_api_key_env: environment variable {var} is not set"
-                ));
-                return None;
-            }
-        },
-        (None, Some(file)) => {
-            let path = relative_to(source, file);
-            match safe::read_capped(&path, safe::MAX_SECRET_BYTES, "the key file") {
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(format!("{place}.upstream_api_key_file: {e}"));
-                    return None;
-                }
-            }
-        }
-        (None, None) => return None,
-    };
-    let key = key.trim();
-    let mut value = match http::HeaderValue::from_str(&format!("Bearer {key}")) {
-        Ok(v) if !key.is_empty() => v,
-        _ => {
-            problems.push(format!(
-                "{place}: the upstream API key is empty or not header-safe"
-            ));
-            return None;
-        }
-    };
-    value.set_sensitive(true);
-    Some(value)
 }
 
 /// Things that are valid but probably not what the operator meant.

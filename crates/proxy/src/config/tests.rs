@@ -127,3 +127,142 @@ fn timeouts_must_be_positive() {
         "{e}"
     );
 }
+
+/// A file in a fresh temporary directory (removed by the caller's `remove_dir_all`).
+fn temp_file(tag: &str, name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rp-config-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn a_residency_region_sent_to_another_regions_openai_host_is_refused_naming_its_own() {
+    let cases = [
+        (
+            "eu",
+            "https://api.openai.com",
+            "global",
+            "https://eu.api.openai.com",
+        ),
+        (
+            "us",
+            "https://eu.api.openai.com",
+            "eu",
+            "https://us.api.openai.com",
+        ),
+        (
+            "jp",
+            "https://EU.api.openai.com.:443",
+            "eu",
+            "https://jp.api.openai.com",
+        ),
+        (
+            "eu",
+            "http://us.api.openai.com:8443",
+            "us",
+            "https://eu.api.openai.com",
+        ),
+    ];
+    for (region, url, owner, right) in cases {
+        let text = format!(
+            "[upstream]\nbase_urls = {{ {region} = \"{url}\" }}\n{}",
+            EU.replace("\"eu\"", &format!("\"{region}\""))
+        );
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{region} = {url}: {e}");
+        let p = &e.problems[0];
+        assert!(p.starts_with(&format!("upstream.base_urls.{region}: ")), "{p}");
+        assert!(p.contains(&format!("host for region \"{owner}\"")), "{p}");
+        assert!(p.contains(&format!("must go to {right}")), "{p}");
+    }
+}
+
+#[test]
+fn private_endpoints_proxies_test_servers_and_the_regions_own_host_stay_allowed() {
+    for url in [
+        "https://eu.api.openai.com",
+        "https://openai-egress.corp.example",
+        "http://127.0.0.1:18081",
+        "https://mtls-eu.api.openai.com",
+    ] {
+        let text = format!("[upstream]\nbase_urls = {{ eu = \"{url}\" }}\n{EU}");
+        let c = load(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(c.upstreams[0].base_url, url.to_ascii_lowercase(), "{url}");
+    }
+    // `global` is no residency region: its traffic may go to a regional host.
+    let global = EU.replace("\"eu\"", "\"global\"");
+    let text = format!("[upstream]\nbase_urls = {{ global = \"https://eu.api.openai.com\" }}\n{global}");
+    assert!(load(&text).is_ok());
+}
+
+#[test]
+fn the_region_to_host_table_is_the_catalogs() {
+    // A catalog whose EU host is another: the old host is no region's any more (allowed), the
+    // new one is the EU's (refused for the US).
+    let json = policy::catalog::BUILTIN_JSON.replace("\"eu.api.openai.com\"", "\"eu.openai.example\"");
+    let (dir, file) = temp_file("hosts", "catalog.json", &json);
+    let with = |urls: &str, region: &str| {
+        format!(
+            "[catalog]\npath = \"{}\"\n[upstream]\nbase_urls = {{ {urls} }}\n{}",
+            file.display(),
+            EU.replace("\"eu\"", &format!("\"{region}\""))
+        )
+    };
+    assert!(load(&with("eu = \"https://eu.api.openai.com\"", "eu")).is_ok());
+    let e = load(&with("us = \"https://eu.openai.example\"", "us")).unwrap_err();
+    assert!(e.problems[0].contains("host for region \"eu\""), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_loads_without_the_upstream_keys_and_says_serve_needs_them() {
+    let text = format!(
+        "{EU}upstream_api_key_env = \"RP_TEST_CHECK_KEY_ABSENT\"\n\n[[projects]]\nname = \"us\"\nregion = \"us\"\n\
+         retention = \"zdr\"\nopenai_project = \"proj_us\"\nupstream_api_key_file = \"missing-key\"\n"
+    );
+    let (dir, file) = temp_file("secrets", "c.toml", &text);
+    let (config, warnings) = Config::load_for_check(&file);
+    let config = config.unwrap();
+    assert_eq!(config.projects.projects.len(), 2);
+    assert!(config.upstreams.iter().all(|u| u.authorization.is_none()));
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "projects[0].upstream_api_key_env: environment variable RP_TEST_CHECK_KEY_ABSENT is not set"
+        ),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("projects[1].upstream_api_key_file: "),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.ends_with("serve will refuse to start without it")),
+        "{warnings:?}"
+    );
+    // What serve and a reload load: the same file is refused.
+    let e = Config::load(Some(&file)).unwrap_err();
+    assert_eq!(e.problems.len(), 2, "{e}");
+    assert!(!e.problems.iter().any(|p| p.contains("serve will refuse")), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_still_refuses_a_key_that_is_there_but_unusable() {
+    let (dir, file) = temp_file("badkey", "k", "");
+    let both = format!("{EU}upstream_api_key_env = \"X\"\nupstream_api_key_file = \"k\"\n");
+    let empty = format!("{EU}upstream_api_key_file = \"k\"\n");
+    for text in [both, empty] {
+        let cfg = dir.join("c.toml");
+        std::fs::write(&cfg, &text).unwrap();
+        let (config, warnings) = Config::load_for_check(&cfg);
+        assert!(config.is_err(), "{text}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    drop(file);
+    std::fs::remove_dir_all(dir).unwrap();
+}
