@@ -42,6 +42,27 @@ pub struct Project {
     pub hipaa: bool,
 }
 
+impl Project {
+    /// A project with every setting at its config default (`store = "rewrite"`, `mode =
+    /// "enforce"`, not the default project, no selectors, no aliases, the region's image
+    /// default, no HIPAA): what `catalog show --region --retention` and tests start from.
+    pub fn with_defaults(name: impl Into<String>, region: &str, retention: Retention) -> Project {
+        Project {
+            name: name.into(),
+            region: region.to_owned(),
+            retention,
+            store: StoreMode::Rewrite,
+            mode: Mode::Enforce,
+            default: false,
+            openai_project: None,
+            api_key_sha256: Vec::new(),
+            aliases: HashMap::new(),
+            image_inputs: None,
+            hipaa: false,
+        }
+    }
+}
+
 /// Why no single project was selected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectError {
@@ -186,4 +207,20 @@ impl ProjectSet {
 
 fn name_of(projects: &[Project], i: usize) -> &str {
     projects.get(i).map_or("?", |p| p.name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_defaults_is_the_config_default_project() {
+        let p = Project::with_defaults("eu/zdr", "eu", Retention::Zdr);
+        assert_eq!((p.name.as_str(), p.region.as_str()), ("eu/zdr", "eu"));
+        assert_eq!(p.retention, Retention::Zdr);
+        assert_eq!((p.store, p.mode), (StoreMode::Rewrite, Mode::Enforce));
+        assert!(!p.default && !p.hipaa);
+        assert!(p.openai_project.is_none() && p.api_key_sha256.is_empty() && p.aliases.is_empty());
+        assert_eq!(p.image_inputs, None);
+    }
 }

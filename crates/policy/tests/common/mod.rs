@@ -1,11 +1,9 @@
 //! Helpers shared by the policy tests.
 #![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-
 use policy::{
-    Catalog, CheckFacts, CheckKind, Decision, FieldRole, FieldValue, MarkerRole, Mode, OpId, OtherValue,
-    Project, Retention, StoreMode,
+    Catalog, CheckFacts, CheckKind, Decision, FieldRole, FieldValue, MarkerRole, OpId, OtherValue, Project,
+    Retention,
 };
 
 pub const TABLE2_ALL: [&str; 7] = ["us", "eu", "ca", "jp", "in", "sg", "kr"];
@@ -18,19 +16,7 @@ pub fn catalog() -> Catalog {
 }
 
 pub fn project(region: &str, retention: Retention) -> Project {
-    Project {
-        name: format!("p-{region}"),
-        region: region.to_owned(),
-        retention,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
-        default: false,
-        openai_project: None,
-        api_key_sha256: Vec::new(),
-        aliases: HashMap::new(),
-        image_inputs: None,
-        hipaa: false,
-    }
+    Project::with_defaults(format!("p-{region}"), region, retention)
 }
 
 pub fn op(c: &Catalog, method: &str, template: &str) -> OpId {

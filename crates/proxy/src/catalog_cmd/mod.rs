@@ -6,8 +6,7 @@ pub mod diff;
 pub mod show;
 
 use crate::config::Config;
-use policy::{Catalog, Mode, Project, Retention, StoreMode};
-use std::collections::HashMap;
+use policy::{Catalog, Project, Retention};
 use std::path::Path;
 
 /// Exit code of a command whose input is unusable (a catalog or config that does not load).
@@ -60,19 +59,7 @@ pub fn parse_retention(s: &str) -> Option<Retention> {
 /// A project that is only a region and a retention, with the config's defaults (store
 /// rewrite, enforce, the region's image-input default, no aliases, not hipaa).
 pub fn synthetic_project(region: &str, retention: Retention) -> Project {
-    Project {
-        name: format!("{region}/{}", retention_id(retention)),
-        region: region.to_owned(),
-        retention,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
-        default: false,
-        openai_project: None,
-        api_key_sha256: Vec::new(),
-        aliases: HashMap::new(),
-        image_inputs: None,
-        hipaa: false,
-    }
+    Project::with_defaults(format!("{region}/{}", retention_id(retention)), region, retention)
 }
 
 fn print_problems(problems: &[String]) -> i32 {
