@@ -458,3 +458,78 @@ async fn content_type_and_encoding_of_json_bodies() {
     println!("content-type/encoding cases: {n}");
     assert_healthy(&env).await;
 }
+
+/// Issue 10 (item 4): a body that decodes past 64 KiB finishes decoding off the runtime thread
+/// (`pipeline::decode_body`); it is decided exactly as a small one. The content is varied text,
+/// so the compressed bodies are large too.
+#[tokio::test]
+async fn large_encoded_bodies_are_decided_like_small_ones() {
+    let env = env_with("[limits]\nmax_body_bytes = 1048576\n").await;
+    let post = |encoding: &str, payload: &[u8]| {
+        let h = [
+            ("OpenAI-Project", "proj_eu"),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", encoding),
+        ];
+        raw(&env, "POST", CHAT, &h, payload)
+    };
+    // ~300 KiB of text that compresses to well over 64 KiB.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let text: String = (0..300_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789 "[(state % 37) as usize])
+        })
+        .collect();
+    let long = |model: &str, extra: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"{text}"}}]{extra}}}"#)
+    };
+    let plain = long(M, "");
+    let coded = gzip(plain.as_bytes());
+    assert!(coded.len() > 64 << 10, "compressed: {}", coded.len());
+    let cases = vec![
+        Case::new(
+            "large gzip",
+            post("gzip", &coded),
+            same("eu", CHAT, plain.as_bytes()),
+        ),
+        Case::new(
+            "large deflate",
+            post("deflate", &zlib(plain.as_bytes())),
+            same("eu", CHAT, plain.as_bytes()),
+        ),
+        Case::new(
+            "large gzip, store true at the end is rewritten",
+            post("gzip", &gzip(long(M, r#","store":true"#).as_bytes())),
+            rewritten("eu", CHAT, long(M, r#","store":false"#).as_bytes()),
+        ),
+        Case::new(
+            "large gzip, a duplicate model at the end",
+            post("gzip", &gzip(long(M, r#","model":"gpt-4""#).as_bytes())),
+            Expect::Refused(400, "invalid_json"),
+        ),
+        Case::new(
+            "large gzip, an ineligible model",
+            post("gzip", &gzip(long("gpt-4", "").as_bytes())),
+            Expect::Denied("model_not_eligible"),
+        ),
+        Case::new(
+            "large gzip, truncated past 64 KiB of output",
+            post("gzip", &coded[..coded.len() - 1000]),
+            Expect::Refused(400, "invalid_body"),
+        ),
+        Case::new(
+            "large gzip, past the limit once decoded",
+            post(
+                "gzip",
+                &gzip(long(M, &format!(r#","user":"{text}{text}{text}""#)).as_bytes()),
+            ),
+            Expect::Refused(413, "request_too_large"),
+        ),
+    ];
+    let n = run_cases(&env, cases).await;
+    println!("large encoded cases: {n}");
+    assert_healthy(&env).await;
+}

@@ -214,7 +214,8 @@ fn walk(ctx: &mut Ctx, parts: http::request::Parts, body: Option<Bytes>) -> Resu
             if raw.len() as u64 > limit {
                 return Err(ProxyError::TooLarge { limit }.into());
             }
-            let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some((raw, encoding)))?;
+            let decoded = pipeline::decode_body_now(&mut parts.headers, raw, encoding, limit)?;
+            let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some(decoded))?;
             (inspected, Outgoing::Buffered(body.unwrap_or_default()))
         }
         BodyPlan::Stream => {

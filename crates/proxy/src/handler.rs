@@ -75,7 +75,9 @@ async fn forward(
             let raw = read_body(&ctx.snap, services, &mut charge, incoming).await?;
             metrics.bytes_in.inc_by(raw.len() as u64);
             let encoded = encoding != pipeline::Encoding::Identity;
-            let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some((raw, encoding)))?;
+            let limit = ctx.snap.config.limits.max_body_bytes;
+            let decoded = pipeline::decode_body(&mut parts.headers, raw, encoding, limit).await?;
+            let (inspected, body) = pipeline::request_body(ctx, m, &mut parts, Some(decoded))?;
             // The decoded copy is held beside the compressed one until the send ends.
             if let (true, Some(decoded)) = (encoded, &body) {
                 take_budget(services, &mut charge, decoded.len())?;

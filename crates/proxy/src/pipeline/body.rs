@@ -67,26 +67,70 @@ pub fn body_plan(ctx: &Ctx, m: Matched, headers: &HeaderMap) -> Result<BodyPlan,
     Ok(BodyPlan::Buffer(encoding))
 }
 
-/// Phase 2, second half: decodes a buffered body (`raw`, as read within the limit, with its
-/// encoding from [`body_plan`]; None when the body streams) and decides. A gzip or deflate body is decompressed (the limit applies to
-/// the decompressed size) and forwarded decompressed, so that what is forwarded is exactly what
-/// was inspected: that is the one change to the request here (its `Content-Encoding` goes).
-/// Sets `ctx.model`; stops on a refusal or a policy denial.
+/// Decoded output a body may reach on the runtime thread. Past it, [`decode_body`] finishes
+/// the decoding on tokio's blocking pool, so that a large (or highly compressed) body does not
+/// hold up the other connections of its worker thread; 64 KiB inflates in well under a
+/// millisecond, so the usual small request keeps the fast path (no thread hop).
+pub const INLINE_DECODE_BYTES: u64 = 64 * 1024;
+
+/// Phase 2, between reading and deciding, for `serve`: a gzip or deflate body is decompressed
+/// (`limit` applies to the decompressed size: a small bomb cannot grow past it) and its
+/// `Content-Encoding` removed, since it is forwarded decompressed, exactly as inspected. An
+/// identity body is returned as read. Decoding starts here and, past [`INLINE_DECODE_BYTES`]
+/// of output, continues off the runtime thread; either way through [`Decoder::run`], so the
+/// result is [`decode_body_now`]'s (which `explain` uses).
+pub async fn decode_body(
+    headers: &mut HeaderMap,
+    raw: Bytes,
+    encoding: Encoding,
+    limit: u64,
+) -> Result<Bytes, Stop> {
+    let Some(mut decoder) = Decoder::new(raw.clone(), encoding, limit) else {
+        return Ok(raw);
+    };
+    headers.remove(http::header::CONTENT_ENCODING);
+    if decoder.run(INLINE_DECODE_BYTES)? {
+        return Ok(decoder.finish());
+    }
+    #[cfg(test)]
+    let caller = std::thread::current().id();
+    let rest = tokio::task::spawn_blocking(move || {
+        #[cfg(test)]
+        if std::thread::current().id() != caller {
+            if let Ok(mut moved) = tests::OFF_THREAD_DECODES.lock() {
+                moved.push(caller);
+            }
+        }
+        decoder.run(u64::MAX).map(|_| decoder.finish())
+    })
+    .await;
+    // The blocking pool refuses work only while the runtime shuts down.
+    Ok(rest.map_err(|_| ProxyError::Overloaded)??)
+}
+
+/// [`decode_body`] on the calling thread, for `explain` (no runtime, one request).
+pub fn decode_body_now(
+    headers: &mut HeaderMap,
+    raw: Bytes,
+    encoding: Encoding,
+    limit: u64,
+) -> Result<Bytes, Stop> {
+    let Some(mut decoder) = Decoder::new(raw.clone(), encoding, limit) else {
+        return Ok(raw);
+    };
+    headers.remove(http::header::CONTENT_ENCODING);
+    decoder.run(u64::MAX)?;
+    Ok(decoder.finish())
+}
+
+/// Phase 2, second half: decides over a buffered body (`body`, decoded by [`decode_body`];
+/// None when the body streams). Sets `ctx.model`; stops on a refusal or a policy denial.
 pub fn request_body(
     ctx: &mut Ctx,
     m: Matched,
     parts: &mut http::request::Parts,
-    raw: Option<(Bytes, Encoding)>,
+    body: Option<Bytes>,
 ) -> Result<(Inspected, Option<Bytes>), Stop> {
-    let body = match raw {
-        Some((raw, encoding @ (Encoding::Gzip | Encoding::Deflate))) => {
-            let decoded = decompress(&raw, encoding, ctx.snap.config.limits.max_body_bytes)?;
-            parts.headers.remove(http::header::CONTENT_ENCODING);
-            Some(decoded)
-        }
-        Some((raw, Encoding::Identity)) => Some(raw),
-        None => None,
-    };
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -99,19 +143,49 @@ pub fn request_body(
     Ok((inspected, body))
 }
 
-/// Decompresses within `limit` bytes of output (a small bomb cannot grow past it).
-fn decompress(raw: &[u8], encoding: Encoding, limit: u64) -> Result<Bytes, ProxyError> {
-    use std::io::Read;
-    let reader: Box<dyn Read + '_> = match encoding {
-        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        _ => Box::new(flate2::read::ZlibDecoder::new(raw)),
-    };
-    let mut out = Vec::new();
-    match reader.take(limit.saturating_add(1)).read_to_end(&mut out) {
-        Ok(n) if n as u64 > limit => Err(ProxyError::TooLarge { limit }),
-        Ok(_) => Ok(Bytes::from(out)),
-        Err(_) => Err(ProxyError::InvalidBody(
-            "the compressed request body is corrupt".into(),
-        )),
+/// A gzip or deflate decompression in progress, within `limit` bytes of output. It owns its
+/// input, so that it can move to another thread halfway.
+struct Decoder {
+    reader: Box<dyn std::io::Read + Send>,
+    out: Vec<u8>,
+    limit: u64,
+}
+
+impl Decoder {
+    /// None for an identity body (nothing to decode).
+    fn new(raw: Bytes, encoding: Encoding, limit: u64) -> Option<Decoder> {
+        use bytes::Buf;
+        let reader: Box<dyn std::io::Read + Send> = match encoding {
+            Encoding::Identity => return None,
+            Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw.reader())),
+            Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(raw.reader())),
+        };
+        Some(Decoder {
+            reader,
+            out: Vec::new(),
+            limit,
+        })
+    }
+
+    /// Decodes up to `budget` more bytes of output: true when the body has ended within it.
+    fn run(&mut self, budget: u64) -> Result<bool, ProxyError> {
+        use std::io::Read;
+        // One byte past the limit tells a body of exactly `limit` bytes from a larger one.
+        let room = self.limit.saturating_add(1).saturating_sub(self.out.len() as u64);
+        let want = budget.min(room);
+        match (&mut self.reader).take(want).read_to_end(&mut self.out) {
+            Ok(_) if self.out.len() as u64 > self.limit => Err(ProxyError::TooLarge { limit: self.limit }),
+            Ok(n) => Ok((n as u64) < want),
+            Err(_) => Err(ProxyError::InvalidBody(
+                "the compressed request body is corrupt".into(),
+            )),
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        Bytes::from(self.out)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@
 //! | phase | reads | may change |
 //! |---|---|---|
 //! | [`early_request`] | the request head | `ctx.project`, `ctx.op`; may stop (framing, no project, unknown endpoint, a denial that needs no body, a websocket upgrade off the catalog's websocket endpoints) |
-//! | [`request_body`] ([`body_plan`] first) | head, the body when the operation's plan inspects it | the request's `Content-Encoding` (a decoded body is forwarded decoded), `ctx.model`; may stop (400/403/413/415) |
+//! | [`request_body`] ([`body_plan`] first, then [`decode_body`]) | head, the body when the operation's plan inspects it | the request's `Content-Encoding` (a decoded body is forwarded decoded), `ctx.model`; may stop (400/403/413/415) |
 //! | [`batch_checker`] / [`batch_verdict`] | an upload the catalog says may be a batch input, line by line | `ctx.decision` (report mode marks it); may stop (403 for a line's rule, 400 for an unreadable upload) |
 //! | [`upstream_request`] | the decision's edits | the request: URI, `Host`, hop-by-hop headers, the project's key and `OpenAI-Project`, the body as byte splices; sets `ctx.decision`. The only phase that edits the request |
 //! | [`response`] | the upstream's response head | the response's hop-by-hop and `x-residency-*` headers, `ctx.status`, `ctx.upstream_status`. Never the body, which streams |
@@ -22,7 +22,7 @@ mod finish;
 
 /// Phase 1 for a line of a batch input, whose project is the upload's.
 pub use crate::evaluate::route;
-pub use body::{body_plan, request_body, BodyPlan, Encoding};
+pub use body::{body_plan, decode_body, decode_body_now, request_body, BodyPlan, Encoding};
 pub use finish::{audit_record, finish, BodyEnd, Finish, RequestId, Services, Tracked};
 
 use crate::batch;
