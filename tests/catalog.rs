@@ -293,13 +293,19 @@ fn diff_of_a_catalog_edited_in_one_cell_names_exactly_that_change() {
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     let text = stdout(&o);
     assert!(!text.contains("newly allowed"), "{text}");
-    // Five /v1/files operations, none reads a model; eu admits zdr and mam, and under ZDR
-    // files were refused already (zdr_endpoint), so only eu/mam flips.
+    // The /v1/files operations that no other row offers (the list, the Uploads API), none
+    // reads a model; eu admits zdr and mam, and under ZDR files were refused already
+    // (zdr_endpoint), so only eu/mam flips. A batch's files stay offered with /v1/batches.
     assert!(text.contains("newly refused: 5 "), "{text}");
     assert!(
-        text.contains("  POST /v1/files  (refused by endpoint_region): 1"),
+        text.contains("  GET /v1/files  (refused by endpoint_region): 1"),
         "{text}"
     );
+    assert!(
+        text.contains("  POST /v1/uploads  (refused by endpoint_region): 1"),
+        "{text}"
+    );
+    assert!(!text.contains("/v1/files/{file_id}"), "{text}");
     assert!(
         text.contains("    (no model): eu/modified_abuse_monitoring"),
         "{text}"

@@ -200,6 +200,40 @@ fn corpus() -> Vec<Case> {
                 &[bad_line],
             ),
         ),
+        // Issue 12: uploads by purpose, realtime models read where each operation carries them.
+        post(
+            "unknown_endpoint: a batch input through the Uploads API",
+            "proj_us",
+            "/v1/uploads",
+            json!({"purpose": "batch", "bytes": 10, "filename": "b.jsonl", "mime_type": "text/jsonl"}),
+        ),
+        post(
+            "allow: an upload for assistants",
+            "proj_us",
+            "/v1/uploads",
+            json!({"purpose": "assistants", "bytes": 10, "filename": "a.txt", "mime_type": "text/plain"}),
+        ),
+        post(
+            "allow: session.model",
+            "proj_us",
+            "/v1/realtime/client_secrets",
+            json!({"session": {"type": "realtime", "model": "gpt-4o-realtime-preview-2024-12-17"}}),
+        ),
+        post(
+            "model_not_eligible: session.model",
+            "proj_us",
+            "/v1/realtime/client_secrets",
+            json!({"session": {"type": "realtime", "model": "gpt-realtime"}}),
+        ),
+        case(
+            "model_not_eligible: a call's session field",
+            "POST",
+            "/v1/realtime/calls",
+            &[("Content-Type", MULTIPART), ("OpenAI-Project", "proj_us")],
+            "--XyZ\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\nv=0\r\n--XyZ\r\n\
+             Content-Disposition: form-data; name=\"session\"\r\nContent-Type: application/json\r\n\r\n\
+             {\"model\":\"gpt-realtime\"}\r\n--XyZ--\r\n",
+        ),
         // Encodings.
         {
             let mut c = post("gzip: allowed", "proj_us", CHAT, Value::Null);

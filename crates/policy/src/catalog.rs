@@ -52,6 +52,8 @@ pub enum FieldRole {
     Stateful(usize),
     /// A top-level field whose presence means web search (e.g. chat `web_search_options`).
     WebSearch,
+    /// The upload purpose, judged by [`Operation::purposes`].
+    Purpose,
 }
 
 /// What a marker in an [`InspectPlan`] means to the policy.
@@ -138,6 +140,9 @@ pub enum CheckKind {
     Tools(Vec<ToolRule>),
     /// Any non-null value points at stored state.
     Stateful,
+    /// The member is the request's model (the operation has no top-level model field): the
+    /// scan reports it as the check's first other value.
+    Model,
 }
 
 /// What an eligible tool needs.
@@ -265,6 +270,29 @@ pub struct Operation {
     pub plan: InspectPlan,
     /// When the upload can be a batch input file, how to find and read its lines.
     pub batch_input: Option<BatchInput>,
+    /// Another row the operation is also offered under.
+    pub also_offered_with: Option<AlsoOffered>,
+    /// The purposes a `Purpose` field may name.
+    pub purposes: Option<Purposes>,
+}
+
+/// The operation is also allowed wherever this row allows it (its regions, ZDR eligibility).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlsoOffered {
+    /// Index into [`Catalog::endpoints`].
+    pub endpoint: usize,
+    /// Only for an upload with this purpose (read from the streamed upload by the caller, who
+    /// asks [`crate::upload_purpose`] once it is known); None: for every request.
+    pub purpose: Option<String>,
+}
+
+/// The purposes of an operation's `Purpose` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purposes {
+    /// Accepted, exactly; judged on the operation's row.
+    pub values: Vec<String>,
+    /// Refused whatever the project: (purpose, reason).
+    pub refused: Vec<(String, String)>,
 }
 
 /// A multipart upload that is a batch input when `purpose_field` is `purpose_value`: each line

@@ -2,8 +2,10 @@
 
 mod body;
 
-use crate::catalog::{Catalog, Endpoint, FieldRole, MarkerRole, OpId, Operation, Region, StoreRule};
-use crate::facts::{Facts, FieldValue};
+use crate::catalog::{
+    Catalog, CheckKind, Endpoint, FieldRole, MarkerRole, OpId, Operation, Region, StoreRule,
+};
+use crate::facts::{Facts, FieldValue, OtherValue};
 use crate::project::{Mode, Project, Retention, StoreMode};
 use crate::rule::{Rule, RuleSet};
 
@@ -121,6 +123,16 @@ impl Acc {
         }
     }
 
+    /// Adds `other`'s denials after this one's.
+    fn absorb(&mut self, other: Acc) {
+        for r in other.rules.iter() {
+            self.rules.insert(r);
+        }
+        if self.denial.is_none() {
+            self.denial = other.denial;
+        }
+    }
+
     fn finish(self, project: &Project, rewrites: Rewrites) -> Decision {
         let verdict = match (&self.denial, project.mode) {
             (Some(_), Mode::Enforce) => Verdict::Deny,
@@ -167,8 +179,101 @@ fn field_ref<'a>(facts: &Facts<'a>, i: usize) -> FieldValue<'a> {
     facts.fields.get(i).copied().unwrap_or(FieldValue::Absent)
 }
 
-/// The checks that need no body, shared by [`precheck`] and [`decide`].
-fn body_free(acc: &mut Acc, project: &Project, region: Option<&Region>, endpoint: &Endpoint, op: &Operation) {
+/// The checks that need no body, shared by [`precheck`] and [`decide`]: those of the
+/// operation's row, unless the row it is `also_offered_with` admits it. An upload admitted by
+/// the other row for one purpose only passes here; [`upload_purpose`] judges it once the
+/// purpose is read.
+fn body_free(
+    acc: &mut Acc,
+    catalog: &Catalog,
+    project: &Project,
+    region: Option<&Region>,
+    endpoint: &Endpoint,
+    op: &Operation,
+) {
+    let mut own = Acc::new();
+    row_checks(&mut own, project, region, endpoint, op);
+    if own.denial.is_some() && other_row_admits(catalog, project, region, op) {
+        return;
+    }
+    acc.absorb(own);
+}
+
+/// Whether the row the operation is `also_offered_with` admits it (false when it has none).
+fn other_row_admits(catalog: &Catalog, project: &Project, region: Option<&Region>, op: &Operation) -> bool {
+    let Some(other) = op
+        .also_offered_with
+        .as_ref()
+        .and_then(|a| catalog.endpoints.get(a.endpoint))
+    else {
+        return false;
+    };
+    let mut alt = Acc::new();
+    row_checks(&mut alt, project, region, other, op);
+    alt.denial.is_none()
+}
+
+/// An upload whose purpose is read as it streams (`POST /v1/files`): Some(denial) when the
+/// purpose is refused here. A purpose is judged on the operation's row, or on the row it is
+/// `also_offered_with` when that names this purpose (or no purpose). The caller holds the
+/// upload back until the purpose is known whenever some purpose of the operation is refused.
+pub fn upload_purpose(catalog: &Catalog, project: &Project, op: OpId, purpose: &str) -> Option<Denial> {
+    let Some((operation, endpoint)) = lookup(catalog, op) else {
+        return unknown_op().denial;
+    };
+    let region = catalog.region(&project.region);
+    let mut own = Acc::new();
+    row_checks(&mut own, project, region, endpoint, operation);
+    let mut denial = own.denial?;
+    let mut row = endpoint;
+    let also = operation.also_offered_with.as_ref();
+    let other_row = also
+        .filter(|a| a.purpose.as_deref().is_none_or(|p| p == purpose))
+        .and_then(|a| catalog.endpoints.get(a.endpoint));
+    if let Some(other) = other_row {
+        // This purpose is judged on the other row: allowed if it allows, else its refusal.
+        let mut alt = Acc::new();
+        row_checks(&mut alt, project, region, other, operation);
+        match alt.denial {
+            None => return None,
+            Some(d) => {
+                denial = d;
+                row = other;
+            }
+        }
+    }
+    let other = other_row
+        .is_none()
+        .then_some(also)
+        .flatten()
+        .and_then(|a| Some((catalog.endpoints.get(a.endpoint)?, a.purpose.as_deref()?)))
+        .map_or(String::new(), |(row, p)| {
+            format!(
+                " Only uploads with purpose {} are offered here too, as part of {}.",
+                quoted(p),
+                row.id
+            )
+        });
+    Some(Denial {
+        message: format!(
+            "An upload with purpose {} is judged on the {} row: {}{other}",
+            quoted(purpose),
+            row.id,
+            denial.message
+        ),
+        param: Some("purpose".to_owned()),
+        ..denial
+    })
+}
+
+/// The checks of one row that need no body.
+fn row_checks(
+    acc: &mut Acc,
+    project: &Project,
+    region: Option<&Region>,
+    endpoint: &Endpoint,
+    op: &Operation,
+) {
     // endpoint_region: residency regions only; an unknown region fails closed.
     let residency = region.is_none_or(|r| r.residency);
     if residency && !endpoint.offered_in(&project.region) {
@@ -256,7 +361,7 @@ pub fn precheck(catalog: &Catalog, project: &Project, op: OpId) -> Option<Decisi
     }
     let region = catalog.region(&project.region);
     let mut acc = Acc::new();
-    body_free(&mut acc, project, region, endpoint, operation);
+    body_free(&mut acc, catalog, project, region, endpoint, operation);
     acc.denial
         .is_some()
         .then(|| acc.finish(project, Rewrites::default()))
@@ -291,14 +396,63 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
     let mut acc = Acc::new();
     let mut rewrites = Rewrites::default();
 
-    body_free(&mut acc, project, region, endpoint, operation);
+    body_free(&mut acc, catalog, project, region, endpoint, operation);
 
-    // The model, after aliases.
+    // The upload purpose, where the body names it.
+    if let (Some(pi), Some(purposes)) = (plan.field_with(FieldRole::Purpose), &operation.purposes) {
+        let name = plan.fields.get(pi).map_or("purpose", String::as_str);
+        let v = field_ref(facts, pi);
+        let accepted = matches!(v, FieldValue::String(p) if purposes.values.iter().any(|x| x == p));
+        if !accepted {
+            let refused = match v {
+                FieldValue::String(p) => purposes.refused.iter().find(|(k, _)| k == p),
+                _ => None,
+            };
+            acc.deny(Rule::UnknownEndpoint, || {
+                let message = match (v, refused) {
+                    (FieldValue::String(p), Some((_, why))) => format!(
+                        "{} {} with {name} {} is refused: {why}",
+                        operation.method,
+                        operation.template,
+                        quoted(p)
+                    ),
+                    _ => format!(
+                        "{} {} needs {name} to be exactly one of: {}.",
+                        operation.method,
+                        operation.template,
+                        purposes.values.join(", ")
+                    ),
+                };
+                (message, Some(name.to_owned()))
+            });
+        }
+    }
+
+    // The model, after aliases: a top-level field, or a member inside the body (a model check:
+    // judged as sent, since aliases cannot be rewritten there).
+    let model_at = match plan.field_with(FieldRole::Model) {
+        Some(mi) => Some((field_ref(facts, mi), None)),
+        None => plan
+            .checks
+            .iter()
+            .position(|c| c.kind == CheckKind::Model)
+            .map(|ci| {
+                let f = facts.checks.get(ci).copied().unwrap_or_default();
+                let v = match f.other {
+                    Some(OtherValue::String(m)) => FieldValue::String(m),
+                    Some(OtherValue::NotString) => FieldValue::Object,
+                    None => FieldValue::Absent,
+                };
+                (v, plan.checks.get(ci))
+            }),
+    };
     let mut model_used: Option<&str> = None;
-    if let Some(mi) = plan.field_with(FieldRole::Model) {
-        let raw = field_ref(facts, mi);
+    if let Some((raw, at)) = model_at {
+        // Built only for a denial: the allow path does not allocate.
+        let param = || at.map_or_else(|| "model".to_owned(), |c| c.display());
+        let aliasable = at.is_none();
         let model: Option<&str> = match raw {
-            FieldValue::String(m) => match project.aliases.get(m) {
+            FieldValue::String(m) => match project.aliases.get(m).filter(|_| aliasable) {
                 Some(to) => {
                     acc.rewrite_rules.insert(Rule::Alias);
                     rewrites.model = Some(ModelRewrite {
@@ -321,8 +475,19 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
             (FieldValue::Absent, Some(m)) => {
                 format!("model {} (OpenAI's default when model is absent)", quoted(m))
             }
+            (_, Some(m)) if !aliasable => {
+                let unaliased = if project.aliases.contains_key(m) {
+                    "; aliases are applied to a top-level model field only"
+                } else {
+                    ""
+                };
+                format!("model {} (at {}{unaliased})", quoted(m), param())
+            }
             (_, Some(m)) => format!("model {}", quoted(m)),
-            (FieldValue::Absent | FieldValue::Null, None) => "a request without a model".to_owned(),
+            (FieldValue::Absent | FieldValue::Null, None) if aliasable => {
+                "a request without a model".to_owned()
+            }
+            (FieldValue::Absent | FieldValue::Null, None) => format!("a request without {}", param()),
             (_, None) => "a model that is not a string".to_owned(),
         };
         if residency {
@@ -337,7 +502,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
                                 region_label(project, region),
                                 models.join(", ")
                             ),
-                            Some("model".to_owned()),
+                            Some(param()),
                         )
                     });
                 }
@@ -357,7 +522,7 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
                                 region_label(project, region),
                                 zm.join(", ")
                             ),
-                            Some("model".to_owned()),
+                            Some(param()),
                         )
                     });
                 }

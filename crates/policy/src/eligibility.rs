@@ -162,9 +162,32 @@ pub fn eligibility(catalog: &Catalog, project: &Project, candidates: &[String]) 
 }
 
 fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[String]) -> OpEligibility {
-    let plan = &catalog.operation(op).plan;
-    let absent = vec![FieldValue::Absent; plan.fields.len()];
+    let operation = catalog.operation(op);
+    let plan = &operation.plan;
+    let mut absent = vec![FieldValue::Absent; plan.fields.len()];
+    // An upload names an accepted purpose: what is probed is the operation, not a bad purpose.
+    if let (Some(pi), Some(p)) = (
+        plan.field_with(FieldRole::Purpose),
+        operation.purposes.as_ref().and_then(|p| p.values.first()),
+    ) {
+        absent[pi] = FieldValue::String(p);
+    }
     let no_markers = vec![false; plan.markers.len()];
+    // Where the model is read: a top-level field, else a model check inside the body.
+    let model_field = plan.field_with(FieldRole::Model);
+    let model_check = match model_field {
+        Some(_) => None,
+        None => plan.checks.iter().position(|c| c.kind == CheckKind::Model),
+    };
+    // The model as a model check reports it.
+    fn model_hit<'m>(n: usize, model_check: Option<usize>, m: &'m str) -> Vec<CheckFacts<'m>> {
+        let mut checks = vec![CheckFacts::default(); n];
+        if let Some(c) = model_check.and_then(|ci| checks.get_mut(ci)) {
+            c.other = Some(OtherValue::String(m));
+        }
+        checks
+    }
+    let n_checks = plan.checks.len();
     let run = |fields: &[FieldValue<'_>], markers: &[bool]| {
         decide(
             catalog,
@@ -177,9 +200,13 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             },
         )
     };
-    // One body check hit (`hit` at check `i`), the others quiet, no markers.
-    let run_check = |fields: &[FieldValue<'_>], i: usize, hit: CheckFacts<'_>| {
-        let mut checks = vec![CheckFacts::default(); plan.checks.len()];
+    // One body check hit (`hit` at check `i`), the others quiet (the model check says
+    // `model`), no markers.
+    let run_check = |fields: &[FieldValue<'_>], model: Option<&str>, i: usize, hit: CheckFacts<'_>| {
+        let mut checks = model.map_or_else(
+            || vec![CheckFacts::default(); plan.checks.len()],
+            |m| model_hit(n_checks, model_check, m),
+        );
         checks[i] = hit;
         decide(
             catalog,
@@ -193,16 +220,30 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
         )
     };
     let base = run(&absent, &no_markers);
-    let model_field = plan.field_with(FieldRole::Model);
-    let models = model_field.map(|mi| {
+    let models = (model_field.is_some() || model_check.is_some()).then(|| {
         candidates
             .iter()
             .map(|m| {
                 let mut fields = absent.clone();
-                fields[mi] = FieldValue::String(m);
+                let decision = match model_field {
+                    Some(mi) => {
+                        fields[mi] = FieldValue::String(m);
+                        run(&fields, &no_markers)
+                    }
+                    None => decide(
+                        catalog,
+                        project,
+                        op,
+                        &Facts {
+                            fields: &fields,
+                            markers: &no_markers,
+                            checks: &model_hit(n_checks, model_check, m),
+                        },
+                    ),
+                };
                 ModelOutcome {
                     model: m.clone(),
-                    decision: run(&fields, &no_markers),
+                    decision,
                 }
             })
             .collect::<Vec<_>>()
@@ -263,12 +304,12 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
                 }
                 None => continue,
             },
-            CheckKind::Stateful => continue,
+            CheckKind::Stateful | CheckKind::Model => continue,
         };
         if markers.iter().any(|m| m.role == role) {
             continue;
         }
-        let decision = run_check(&fields, i, hit);
+        let decision = run_check(&fields, passing_model, i, hit);
         markers.push(MarkerOutcome {
             role,
             values,
@@ -299,7 +340,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             if tools.iter().any(|t: &ToolOutcome| t.tool == tool) {
                 continue;
             }
-            let decision = run_check(&fields, i, hit);
+            let decision = run_check(&fields, passing_model, i, hit);
             tools.push(ToolOutcome { tool, decision });
         }
     }

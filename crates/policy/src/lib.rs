@@ -20,13 +20,16 @@ pub mod project;
 pub mod rule;
 
 pub use catalog::{
+    AlsoOffered, BodyCheck, CheckKind, Feature, Purposes, Source, StatefulField, StoreRule, ToolRule,
+};
+pub use catalog::{
     BatchInput, BodySource, Catalog, CatalogError, Endpoint, FieldRole, InspectPlan, MarkerRole, MarkerSpec,
     OpId, Operation, Region,
 };
-pub use catalog::{BodyCheck, CheckKind, Feature, Source, StatefulField, StoreRule, ToolRule};
 pub use classify::ClassifyError;
 pub use decide::{
-    batch_line, decide, precheck, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite, Verdict,
+    batch_line, decide, precheck, upload_purpose, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite,
+    Verdict,
 };
 pub use facts::{CheckFacts, Facts, FieldValue, OtherValue};
 pub use project::{Mode, Project, ProjectSet, Retention, SelectError, StoreMode};

@@ -191,7 +191,7 @@ fn many_problems_at_once() {
         "regions[3].host: \"https://ca.api.openai.com\" is not a host name (no scheme, no path)".to_owned(),
         "regions[4].id: duplicate region \"ca\"".to_owned(),
         format!("endpoints[{chat}].store.true_allowed_regions[1]: unknown region \"usa\", did you mean \"us\"?"),
-        format!("endpoints[{chat}].operations[0].body_checks[1]: unknown body check \"images\" (known: chat_audio_refs, chat_part_file_ids, chat_parts, chat_tools, responses_item_tools, responses_items, responses_output_file_ids, responses_output_parts, responses_part_file_ids, responses_parts, responses_screenshot_file_ids, responses_tool_vector_stores, responses_tools)"),
+        format!("endpoints[{chat}].operations[0].body_checks[1]: unknown body check \"images\" (known: chat_audio_refs, chat_part_file_ids, chat_parts, chat_tools, realtime_session_model, realtime_transcription_model, responses_item_tools, responses_items, responses_output_file_ids, responses_output_parts, responses_part_file_ids, responses_parts, responses_screenshot_file_ids, responses_tool_vector_stores, responses_tools)"),
         format!("endpoints[{chat}].operations[0].body_checks[2]: \"chat_parts\" listed twice"),
         "body_checks.chat_parts.absent: \"image_url\" is not one of the listed types".to_owned(),
         "body_checks.chat_tools.tools.function.feature: unknown feature \"nope\"".to_owned(),
@@ -357,4 +357,45 @@ fn every_embedded_edition_is_valid_named_and_sourced() {
         }
     }
     assert!(policy::catalog::edition("2099").is_none());
+}
+
+/// Issue 12: the rows an operation is also offered under, upload purposes and nested models
+/// are data too, and their mistakes are reported with their place.
+#[test]
+fn other_rows_purposes_and_model_checks_are_validated() {
+    let mut v = doc();
+    let files = ep_index(&v, "/v1/files");
+    let ops = v["endpoints"][files]["operations"].as_array().unwrap().clone();
+    let at = |m: &str, t: &str| {
+        ops.iter()
+            .position(|o| o["method"] == m && o["path"] == t)
+            .unwrap()
+    };
+    let (upload, read, create) = (
+        at("POST", "/v1/files"),
+        at("GET", "/v1/files/{file_id}"),
+        at("POST", "/v1/uploads"),
+    );
+    v["endpoints"][files]["operations"][upload]["also_offered_with"] =
+        json!({"endpoint": "/v1/batches", "purpose": "Batch"});
+    v["endpoints"][files]["operations"][read]["also_offered_with"] = json!({"endpoint": "/v1/batch"});
+    v["endpoints"][files]["operations"][create]["fields"] = json!([]);
+    v["body_checks"]["realtime_session_model"]["path"] = json!("session[]");
+    let realtime = ep_index(&v, "/v1/realtime");
+    v["endpoints"][realtime]["operations"][1]["body_checks"] = json!(["realtime_transcription_model"]);
+    let p = problems(&v);
+    let want = [
+        format!(
+            "endpoints[{files}].operations[{upload}].also_offered_with.purpose: \"Batch\" is not one of the operation's batch_input purposes"
+        ),
+        format!("endpoints[{files}].operations[{read}].also_offered_with.endpoint: unknown endpoint \"/v1/batch\""),
+        format!("endpoints[{files}].operations[{create}].purposes: purposes need a field with role purpose"),
+        "body_checks.realtime_session_model.path: a model check's path has no []".to_owned(),
+        format!(
+            "endpoints[{realtime}].operations[1].body_checks: an operation's model is read in one place: one model field or one model check"
+        ),
+    ];
+    for w in &want {
+        assert!(p.contains(w), "missing {w:?} in {p:#?}");
+    }
 }

@@ -323,7 +323,7 @@ pub fn inspect(
                 checks: check_facts,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, values);
+            let model = model_of(plan, values).or_else(|| checked_model(plan, check_facts));
             let mut splice = Splice::new();
             if let Some(store) = decision.rewrites.store {
                 let idx = plan.field_with(FieldRole::Store);
@@ -364,7 +364,17 @@ pub fn inspect(
             })?;
             let boundary = inspect::boundary_from_content_type(ct)
                 .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-            let scan = inspect::scan_multipart(body, boundary, field_names)
+            // Besides its fields, the form fields that hold a JSON object a check reads (the
+            // realtime call's `session`): the check's first step names the form field.
+            let mut names: Vec<&str> = field_names.to_vec();
+            for c in &plan.checks {
+                if let Some(form_field) = c.path.first() {
+                    if !names.contains(&form_field.as_str()) {
+                        names.push(form_field);
+                    }
+                }
+            }
+            let scan = inspect::scan_multipart(body, boundary, &names)
                 .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
             let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
                 .map(|i| {
@@ -372,13 +382,59 @@ pub fn inspect(
                         .map_or(FieldValue::Absent, |f| FieldValue::String(f.value))
                 })
                 .collect();
+            // Each check's answer from its form field's JSON (none when the field is absent).
+            let mut hits: Vec<Option<inspect::PathHits<'_>>> = Vec::with_capacity(plan.checks.len());
+            for c in &plan.checks {
+                let json = c
+                    .path
+                    .first()
+                    .and_then(|name| names.iter().position(|n| n == name))
+                    .and_then(|i| scan.field(i));
+                let Some(json) = json else {
+                    hits.push(None);
+                    continue;
+                };
+                let path: Vec<&str> = c.path.iter().skip(1).map(String::as_str).collect();
+                let values: Vec<&str> = c.values.iter().map(String::as_str).collect();
+                let check = [inspect::PathCheck {
+                    path: &path,
+                    key: c.key.as_str(),
+                    values: &values,
+                }];
+                let empty = inspect::JsonSpec {
+                    fields: &[],
+                    markers: &[],
+                };
+                let found =
+                    inspect::scan_json_checked(json.value.as_bytes(), &empty, &check).map_err(|e| {
+                        ProxyError::InvalidJson(format!(
+                            "the form field {:?} is not one JSON object: {e}",
+                            c.path.first().map_or("", String::as_str)
+                        ))
+                    })?;
+                hits.push(found.checks.into_iter().next());
+            }
+            let check_facts: Vec<policy::CheckFacts<'_>> = hits
+                .iter()
+                .map(|h| match h {
+                    None => policy::CheckFacts::default(),
+                    Some(h) => policy::CheckFacts {
+                        seen: h.seen,
+                        other: h.other.as_ref().map(|o| match o {
+                            inspect::Other::String(s) => policy::OtherValue::String(s),
+                            inspect::Other::NotString => policy::OtherValue::NotString,
+                        }),
+                        absent: h.absent,
+                    },
+                })
+                .collect();
             let facts = policy::Facts {
                 fields: &values,
                 markers: &[],
-                checks: &[],
+                checks: &check_facts,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, &values);
+            let model = model_of(plan, &values).or_else(|| checked_model(plan, &check_facts));
             let mut splice = Splice::new();
             if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
                 let f = plan
@@ -430,6 +486,18 @@ fn on_stack<'b, T: Copy, const N: usize>(
 /// something other than what was decided.
 fn internal_mismatch() -> ProxyError {
     ProxyError::BadRequest("The request cannot be rewritten as the policy requires".into())
+}
+
+/// The model a model check read (an operation that carries it nested, e.g. `session.model`).
+fn checked_model(plan: &InspectPlan, facts: &[policy::CheckFacts<'_>]) -> Option<String> {
+    let i = plan
+        .checks
+        .iter()
+        .position(|c| c.kind == policy::CheckKind::Model)?;
+    match facts.get(i)?.other {
+        Some(policy::OtherValue::String(s)) => Some(s.to_string()),
+        _ => None,
+    }
 }
 
 fn model_of(plan: &InspectPlan, values: &[FieldValue<'_>]) -> Option<String> {

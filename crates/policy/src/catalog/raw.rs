@@ -50,6 +50,11 @@ pub enum RawCheckKind {
     Tools,
     /// Any non-null `key` points at stored state (refused under ZDR).
     Stateful,
+    /// `key` at `path` (no `[]`) is the request's model, for operations that carry it nested
+    /// (realtime `session.model`). On a multipart operation the path's first step is the form
+    /// field whose value is a JSON object. Lists nothing; judged like a top-level model field
+    /// (aliases are not applied: the value cannot be rewritten in place).
+    Model,
 }
 
 /// "For every object at `path`, its member `key` …" (see [`RawCheckKind`]).
@@ -308,6 +313,8 @@ pub enum RawFieldRole {
     /// One of the endpoint's `stateful_fields` (by `name`).
     Stateful,
     WebSearch,
+    /// The upload purpose, judged by the operation's `purposes` (e.g. `POST /v1/uploads`).
+    Purpose,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,6 +352,41 @@ pub struct RawOperation {
     /// An upload that can be a batch input file whose lines are requests (e.g. `POST /v1/files`
     /// with `purpose=batch`).
     pub batch_input: Option<RawBatchInput>,
+    /// Another row the operation is also offered under: allowed wherever its own row or this
+    /// one allows it (e.g. a batch's file reads wherever `/v1/batches` is offered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also_offered_with: Option<RawAlsoOffered>,
+    /// For an operation with a `purpose` field: the purposes accepted, and those refused with
+    /// their reason (e.g. `POST /v1/uploads` with `batch`). Any other value is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purposes: Option<RawPurposes>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// See [`RawOperation::also_offered_with`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlsoOffered {
+    /// The endpoint row (an `endpoints[].id`) whose regions and ZDR eligibility also admit it.
+    pub endpoint: String,
+    /// Only for an upload with this purpose (one of its `batch_input.purposes`): the other
+    /// purposes keep the operation's own row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// See [`RawOperation::purposes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPurposes {
+    /// The purposes accepted (judged on the operation's row), exactly.
+    pub values: Vec<String>,
+    /// Purposes refused whatever the project, with the reason given to the client.
+    #[serde(default)]
+    pub refused: BTreeMap<String, String>,
     #[serde(default)]
     pub notes: Vec<String>,
 }

@@ -6,8 +6,8 @@ use super::raw::{
     RawBodySource, RawCatalog, RawEndpoint, RawFieldRole, RawMarker, RawMarkerRole, RawOperation,
 };
 use super::{
-    BodySource, Catalog, CatalogError, Endpoint, Feature, FieldRole, InspectPlan, MarkerRole, MarkerSpec,
-    Operation, Region, Source, StatefulField, StoreRule,
+    AlsoOffered, BodySource, Catalog, CatalogError, CheckKind, Endpoint, Feature, FieldRole, InspectPlan,
+    MarkerRole, MarkerSpec, Operation, Purposes, Region, Source, StatefulField, StoreRule,
 };
 
 mod checks;
@@ -323,6 +323,8 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
     let mut endpoint_ids = HashSet::new();
     // method + template with parameter names erased → place of first definition.
     let mut shapes: HashMap<(String, String), String> = HashMap::new();
+    // Operations with another row: (index, place, raw), resolved once every endpoint is known.
+    let mut also_offered = Vec::new();
     for (i, e) in raw.endpoints.iter().enumerate() {
         let place = format!("endpoints[{i}]");
         if !e.id.starts_with("/v1/") || e.id.contains(char::is_whitespace) {
@@ -350,12 +352,33 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
                         format!("{} {} is already defined at {first}", op.method, op.template),
                     );
                 } else {
-                    shapes.insert(shape, oplace);
+                    shapes.insert(shape, oplace.clone());
+                }
+                if let Some(a) = &o.also_offered_with {
+                    also_offered.push((operations.len(), oplace, a));
                 }
                 operations.push(op);
             }
         }
         endpoints.push(endpoint);
+    }
+
+    // Rows named by `also_offered_with`, now that every endpoint is known.
+    for (k, place, a) in also_offered {
+        match endpoints.iter().position(|e| e.id == a.endpoint) {
+            Some(endpoint) => {
+                if let Some(op) = operations.get_mut(k) {
+                    op.also_offered_with = Some(AlsoOffered {
+                        endpoint,
+                        purpose: a.purpose.clone(),
+                    });
+                }
+            }
+            None => cx.problem(
+                format!("{place}.also_offered_with.endpoint"),
+                format!("unknown endpoint \"{}\"", a.endpoint),
+            ),
+        }
     }
 
     if !cx.problems.is_empty() {
@@ -523,6 +546,15 @@ fn operation_of(
         let role = match f.role {
             RawFieldRole::Model => FieldRole::Model,
             RawFieldRole::WebSearch => FieldRole::WebSearch,
+            RawFieldRole::Purpose => {
+                if o.purposes.is_none() {
+                    cx.problem(
+                        format!("{fplace}.role"),
+                        "role purpose needs the operation's purposes",
+                    );
+                }
+                FieldRole::Purpose
+            }
             RawFieldRole::Store => {
                 match &endpoint.store {
                     None => cx.problem(
@@ -557,7 +589,7 @@ fn operation_of(
                 }
             },
         };
-        if matches!(role, FieldRole::Model | FieldRole::Store) && roles.contains(&role) {
+        if matches!(role, FieldRole::Model | FieldRole::Store | FieldRole::Purpose) && roles.contains(&role) {
             cx.problem(
                 format!("{fplace}.role"),
                 "at most one field per operation has this role",
@@ -605,13 +637,72 @@ fn operation_of(
             }
         }
     }
-    if !o.body_checks.is_empty() && source != BodySource::Json {
+    let checks = checks::resolve(cx, place, &o.body_checks, body_checks);
+    // A multipart form is read for its model only: a model check whose first step is the form
+    // field holding a JSON object.
+    let form_model_checks_only = checks
+        .iter()
+        .all(|c| c.kind == CheckKind::Model && !c.path.is_empty());
+    let readable = match source {
+        BodySource::Json => true,
+        BodySource::Multipart => form_model_checks_only,
+        BodySource::None | BodySource::Query => checks.is_empty(),
+    };
+    if !readable {
         cx.problem(
             format!("{place}.body_checks"),
-            "body checks are only made in json bodies",
+            "body checks are only made in json bodies (and a model check in a multipart form field)",
         );
     }
-    let checks = checks::resolve(cx, place, &o.body_checks, body_checks);
+    let model_checks = checks.iter().filter(|c| c.kind == CheckKind::Model).count();
+    if model_checks > 1 || model_checks == 1 && roles.contains(&FieldRole::Model) {
+        cx.problem(
+            format!("{place}.body_checks"),
+            "an operation's model is read in one place: one model field or one model check",
+        );
+    }
+    if o.purposes.is_some() && !roles.contains(&FieldRole::Purpose) {
+        cx.problem(
+            format!("{place}.purposes"),
+            "purposes need a field with role purpose",
+        );
+    }
+    let purposes = o.purposes.as_ref().map(|p| {
+        cx.names(&format!("{place}.purposes.values"), &p.values);
+        if p.values.is_empty() {
+            cx.problem(
+                format!("{place}.purposes.values"),
+                "must list at least one purpose",
+            );
+        }
+        for (k, why) in &p.refused {
+            if p.values.contains(k) {
+                cx.problem(
+                    format!("{place}.purposes.refused.{k}"),
+                    "a purpose is either accepted or refused",
+                );
+            }
+            cx.non_empty(&format!("{place}.purposes.refused.{k}"), why);
+        }
+        Purposes {
+            values: p.values.clone(),
+            refused: p.refused.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    });
+    if let Some(a) = &o.also_offered_with {
+        let aplace = format!("{place}.also_offered_with");
+        if let Some(p) = &a.purpose {
+            if !o.batch_input.as_ref().is_some_and(|b| b.purposes.contains(p)) {
+                cx.problem(
+                    format!("{aplace}.purpose"),
+                    format!("\"{p}\" is not one of the operation's batch_input purposes"),
+                );
+            }
+        }
+        if a.endpoint == endpoint.id {
+            cx.problem(format!("{aplace}.endpoint"), "names the operation's own row");
+        }
+    }
     ok.then(|| Operation {
         method: o.method.clone(),
         template: o.path.clone(),
@@ -635,5 +726,8 @@ fn operation_of(
             url_field: b.url_field.clone(),
             body_field: b.body_field.clone(),
         }),
+        // Resolved once every endpoint is known (see `validate`).
+        also_offered_with: None,
+        purposes,
     })
 }

@@ -66,6 +66,8 @@ pub(super) fn check(
                 }
             }
             CheckKind::Tools(rules) => tools(acc, project, region, endpoint, c, rules, f, model, residency),
+            // The request's model: judged with the model (see `decide`).
+            CheckKind::Model => {}
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct BatchSpec {
     pub max_line: usize,
     /// Most bytes held back while a suspect upload waits for its `purpose`; past it, refused.
     pub max_held: usize,
+    /// Some purpose is refused for this project (e.g. every purpose but `batch` outside US/EU):
+    /// nothing is forwarded until the purpose is known.
+    pub hold_until_purpose: bool,
 }
 
 /// Why an upload is refused: the policy rule a line broke, or None when the upload itself
@@ -59,6 +62,10 @@ impl Refusal {
 /// Checks one line of a batch file; the refusal names what is wrong (without content).
 pub type LineCheck = Box<dyn FnMut(&[u8]) -> Result<(), Refusal> + Send>;
 
+/// Checks the upload's purpose once it is known (a purpose the project's region does not
+/// offer is refused, e.g. `assistants` outside US/EU).
+pub type PurposeCheck = Box<dyn FnMut(&str) -> Result<(), Refusal> + Send>;
+
 /// Follows the multipart upload and decides whether it is an acceptable batch.
 pub struct BatchChecker {
     spec: BatchSpec,
@@ -66,6 +73,9 @@ pub struct BatchChecker {
     /// otherwise): the events borrow the chunk and are read in place, not copied.
     parser: Option<MultipartStream>,
     check: LineCheck,
+    purpose_check: Option<PurposeCheck>,
+    /// The purpose was read and is refused.
+    purpose_refused: Option<Refusal>,
     current: Option<Current>,
     purpose: Option<String>,
     purpose_done: bool,
@@ -94,6 +104,8 @@ impl BatchChecker {
             parser: Some(MultipartStream::new(boundary)),
             spec,
             check,
+            purpose_check: None,
+            purpose_refused: None,
             current: None,
             purpose: None,
             purpose_done: false,
@@ -105,6 +117,12 @@ impl BatchChecker {
             first_bad: None,
             malformed: None,
         }
+    }
+
+    /// Judges the purpose with `check` once it is read.
+    pub fn with_purpose_check(mut self, check: PurposeCheck) -> BatchChecker {
+        self.purpose_check = Some(check);
+        self
     }
 
     /// Bytes pushed that the parser has not yet turned into events.
@@ -180,6 +198,11 @@ impl BatchChecker {
                             self.spec.purposes.join(", ")
                         ));
                     }
+                    if let (true, Some(check), Some(p)) =
+                        (known, self.purpose_check.as_mut(), self.purpose.as_deref())
+                    {
+                        self.purpose_refused = check(p).err();
+                    }
                 }
                 if self.current == Some(Current::File) && !self.line.is_empty() {
                     let line = std::mem::take(&mut self.line);
@@ -239,6 +262,9 @@ impl BatchChecker {
         if let Some(m) = &self.malformed {
             return Some(Refusal::unreadable(m.clone()));
         }
+        if let Some(r) = &self.purpose_refused {
+            return Some(r.clone());
+        }
         if self.is_batch_known() != Some(true) {
             return None;
         }
@@ -248,9 +274,11 @@ impl BatchChecker {
         })
     }
 
-    /// A line broke a rule and it is not yet known whether the upload is a batch.
+    /// The purpose is not yet known, and either a line broke a rule or some purpose is
+    /// refused here: nothing may go until it is.
     fn suspect(&self) -> bool {
-        self.is_batch_known().is_none() && self.first_bad.as_ref().is_some_and(|b| b.rule.is_some())
+        self.is_batch_known().is_none()
+            && (self.spec.hold_until_purpose || self.first_bad.as_ref().is_some_and(|b| b.rule.is_some()))
     }
 
     /// Where a line that may be a batch request, only partly read, starts in the body: its
@@ -436,11 +464,20 @@ where
                     let refusal = if let Some(why) = this.checker.refused_now() {
                         Some(why)
                     } else if this.queued > this.checker.spec.max_held && !this.report_only {
-                        Some(Refusal::unreadable(format!(
-                            "the upload holds a line that would be refused in a batch, and its \
-                             purpose is not known within {} bytes",
-                            this.checker.spec.max_held
-                        )))
+                        Some(Refusal::unreadable(if this.checker.spec.hold_until_purpose {
+                            format!(
+                                "in this project's region only some purposes may be uploaded, and the \
+                                 upload's purpose is not known within {} bytes (send the purpose field \
+                                 before the file)",
+                                this.checker.spec.max_held
+                            )
+                        } else {
+                            format!(
+                                "the upload holds a line that would be refused in a batch, and its \
+                                 purpose is not known within {} bytes",
+                                this.checker.spec.max_held
+                            )
+                        }))
                     } else {
                         None
                     };
@@ -481,6 +518,7 @@ mod tests {
             file_field: "file".into(),
             max_line: 1024,
             max_held: 4096,
+            hold_until_purpose: false,
         }
     }
 
@@ -748,6 +786,74 @@ mod tests {
         assert!(failed);
         assert!(memchr::memmem::find(&sent, b"bad").is_none());
         assert!(refusal.unwrap().message.contains("purpose is not known"));
+    }
+
+    /// Where some purpose is refused (every purpose but batch outside US/EU), nothing of the
+    /// file goes before the purpose is read: a refused purpose sends no byte of it, whatever
+    /// the order and chunking, and a batch goes whole.
+    #[tokio::test]
+    async fn a_refused_purpose_sends_nothing_of_the_file() {
+        let spec = BatchSpec {
+            hold_until_purpose: true,
+            ..spec()
+        };
+        let lines = "{\"ok\":1}\nplain text\n";
+        for purpose_first in [true, false] {
+            for chunk in [1, 7, 64, 4096] {
+                let refused = upload("assistants", lines, purpose_first);
+                let (sent, failed, refusal) = drive_checked(&refused, chunk, spec.clone()).await;
+                assert!(failed, "order {purpose_first} chunk {chunk}");
+                assert!(
+                    memchr::memmem::find(&sent, b"plain").is_none()
+                        && memchr::memmem::find(&sent, b"ok").is_none(),
+                    "order {purpose_first} chunk {chunk}: sent {:?}",
+                    String::from_utf8_lossy(&sent)
+                );
+                let refusal = refusal.unwrap();
+                assert_eq!(refusal.rule, Some(policy::Rule::EndpointRegion));
+                let batch = upload("batch", lines.trim_end_matches("plain text\n"), purpose_first);
+                let (sent, failed, refusal) = drive_checked(&batch, chunk, spec.clone()).await;
+                assert!(
+                    !failed && refusal.is_none(),
+                    "order {purpose_first} chunk {chunk}"
+                );
+                assert_eq!(sent, batch);
+            }
+        }
+    }
+
+    /// [`drive`] with a purpose check that refuses every purpose but `batch`.
+    async fn drive_checked(body: &[u8], chunk: usize, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
+        use http_body_util::BodyExt;
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
+            .chunks(chunk)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let mut c = checker().with_purpose_check(Box::new(|p: &str| {
+            if p == "batch" {
+                Ok(())
+            } else {
+                Err(Refusal {
+                    rule: Some(policy::Rule::EndpointRegion),
+                    message: "not here".into(),
+                })
+            }
+        }));
+        c.spec = spec;
+        let (tx, rx) = crate::batch::verdict();
+        let mut guard = BatchGuard::new(inner, c, tx, false);
+        let (mut sent, mut failed) = (Vec::new(), false);
+        while let Some(frame) = guard.frame().await {
+            match frame {
+                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        (sent, failed, rx.take())
     }
 
     proptest::proptest! {

@@ -269,6 +269,25 @@ pub fn batch_checker(
     let line_spec = spec.clone();
     let check: batch::LineCheck =
         Box::new(move |line| evaluate::batch_line(&line_snap, m.project, &line_spec, line));
+    // The purpose decides the row an upload is judged on (a batch input is also offered with
+    // /v1/batches): where some purpose is refused, nothing goes before the purpose is read.
+    let catalog = &ctx.snap.config.catalog;
+    let project = &ctx.snap.config.projects.projects[m.project];
+    let hold = spec
+        .purposes
+        .iter()
+        .any(|p| policy::upload_purpose(catalog, project, m.op, p).is_some());
+    let purpose_snap = ctx.snap.clone();
+    let purpose_check: batch::PurposeCheck = Box::new(move |purpose| {
+        let project = &purpose_snap.config.projects.projects[m.project];
+        match policy::upload_purpose(&purpose_snap.config.catalog, project, m.op, purpose) {
+            Some(d) => Err(batch::Refusal {
+                rule: Some(d.rule),
+                message: d.message,
+            }),
+            None => Ok(()),
+        }
+    });
     let max = usize::try_from(ctx.snap.config.limits.max_body_bytes).unwrap_or(usize::MAX);
     let limits = batch::BatchSpec {
         purpose_field: spec.purpose_field.clone(),
@@ -277,8 +296,9 @@ pub fn batch_checker(
         file_field: spec.file_field.clone(),
         max_line: max,
         max_held: max,
+        hold_until_purpose: hold,
     };
-    Ok(batch::BatchChecker::new(limits, boundary, check))
+    Ok(batch::BatchChecker::new(limits, boundary, check).with_purpose_check(purpose_check))
 }
 
 /// A refused batch input: 403 for a policy rule, 400 for an unreadable upload; in report mode

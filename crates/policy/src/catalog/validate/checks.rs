@@ -156,6 +156,16 @@ pub(super) fn body_checks(
                 }
                 (Vec::new(), CheckKind::Stateful)
             }
+            RawCheckKind::Model => {
+                if lists_types || !c.tools.is_empty() {
+                    cx.problem(&place, "a model check lists nothing: the member is the model");
+                }
+                // One object at most: the scan reports the first value only.
+                if path.iter().any(|s| s == EACH) {
+                    cx.problem(format!("{place}.path"), "a model check's path has no []");
+                }
+                (Vec::new(), CheckKind::Model)
+            }
         };
         let (values, kind) = kind;
         if values.len() > MAX_POSITIONS {
