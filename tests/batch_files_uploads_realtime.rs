@@ -450,3 +450,98 @@ async fn realtime_operations_follow_the_realtime_row() {
     let message = assert_refused(&both(&env, &t).await, "model_not_eligible");
     assert!(message.contains("gpt-4o-transcribe"), "{message}");
 }
+
+/// `catalog show` says what `serve` does: in Japan the upload is allowed for the batch purpose
+/// only, a batch's files are allowed, the list and the Uploads API are not; in the US the
+/// Uploads API refuses the batch purpose, and realtime names the row's snapshots.
+#[tokio::test]
+async fn catalog_show_names_the_purposes_an_upload_may_carry() {
+    let env = Regions::start().await;
+    let config = env.proxy.config.to_str().unwrap().to_owned();
+    let show = |project: &str| -> Value {
+        let o = run(
+            &[
+                "catalog",
+                "show",
+                "--config",
+                &config,
+                "--project",
+                project,
+                "--format",
+                "json",
+            ],
+            &[],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let op = |v: &Value, m: &str, p: &str| -> Value {
+        v["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["method"] == m && o["path"] == p)
+            .unwrap_or_else(|| panic!("{m} {p} not shown"))
+            .clone()
+    };
+    let purposes = |o: &Value| -> Vec<(String, bool, Value)> {
+        o["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["purpose"].as_str().unwrap().to_owned(),
+                    p["allowed"] == true,
+                    p["rule"].clone(),
+                )
+            })
+            .collect()
+    };
+    let jp = show("jp-mam");
+    let upload = op(&jp, "POST", "/v1/files");
+    assert_eq!(upload["decision"], "allow");
+    for (p, allowed, rule) in purposes(&upload) {
+        assert_eq!(allowed, p == "batch", "{p}");
+        if !allowed {
+            assert_eq!(rule, "endpoint_region", "{p}");
+        }
+        // serve agrees, purpose by purpose.
+        let c = form_post("/v1/files", "proj_jp", upload_of(&p));
+        let o = both(&env, &c).await;
+        assert_eq!(o.reached.is_some(), allowed, "{p}: {o:?}");
+    }
+    for (m, p, decision) in [
+        ("GET", "/v1/files/{file_id}/content", "allow"),
+        ("DELETE", "/v1/files/{file_id}", "allow"),
+        ("GET", "/v1/files", "deny"),
+        ("POST", "/v1/uploads", "deny"),
+        ("POST", "/v1/realtime/client_secrets", "deny"),
+    ] {
+        assert_eq!(op(&jp, m, p)["decision"], decision, "{m} {p}");
+    }
+    let us = show("us-std");
+    let uploads = purposes(&op(&us, "POST", "/v1/uploads"));
+    assert!(
+        uploads.contains(&("batch".into(), false, json!("unknown_endpoint"))),
+        "{uploads:?}"
+    );
+    assert!(
+        uploads.contains(&("assistants".into(), true, Value::Null)),
+        "{uploads:?}"
+    );
+    let secrets = op(&us, "POST", "/v1/realtime/client_secrets");
+    assert_eq!(
+        secrets["models"],
+        json!([
+            "gpt-4o-mini-realtime-preview-2024-12-17",
+            "gpt-4o-realtime-preview-2024-12-17"
+        ])
+    );
+}
+
+/// A one-line upload with `purpose`, purpose first.
+fn upload_of(purpose: &str) -> Vec<u8> {
+    upload(purpose, &[GOOD_LINE], true)
+}

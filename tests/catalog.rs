@@ -293,16 +293,26 @@ fn diff_of_a_catalog_edited_in_one_cell_names_exactly_that_change() {
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     let text = stdout(&o);
     assert!(!text.contains("newly allowed"), "{text}");
-    // The /v1/files operations that no other row offers (the list, the Uploads API), none
+    // The /v1/files operations that no other row offers: the list and the Uploads API (one
+    // change per purpose of its create call), and the upload for every purpose but batch, none
     // reads a model; eu admits zdr and mam, and under ZDR files were refused already
     // (zdr_endpoint), so only eu/mam flips. A batch's files stay offered with /v1/batches.
-    assert!(text.contains("newly refused: 5 "), "{text}");
+    assert!(text.contains("newly refused: 14 "), "{text}");
     assert!(
         text.contains("  GET /v1/files  (refused by endpoint_region): 1"),
         "{text}"
     );
     assert!(
-        text.contains("  POST /v1/uploads  (refused by endpoint_region): 1"),
+        text.contains("  POST /v1/files  (refused by endpoint_region): 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    purpose assistants: eu/modified_abuse_monitoring"),
+        "{text}"
+    );
+    assert!(!text.contains("purpose batch"), "{text}");
+    assert!(
+        text.contains("  POST /v1/uploads  (refused by endpoint_region): 5"),
         "{text}"
     );
     assert!(!text.contains("/v1/files/{file_id}"), "{text}");
@@ -325,7 +335,17 @@ fn diff_of_a_catalog_edited_in_one_cell_names_exactly_that_change() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["allowed"].as_array().unwrap().len(), 0);
     let refused = v["refused"].as_array().unwrap();
-    assert_eq!(refused.len(), 5, "{v}");
+    assert_eq!(refused.len(), 14, "{v}");
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|c| c["operation"] == "POST /v1/files"
+                && c["purpose"] == "assistants"
+                && c["model"].is_null())
+            .count(),
+        1,
+        "{v}"
+    );
     assert!(refused
         .iter()
         .all(|c| c["scope"] == "eu/modified_abuse_monitoring" && c["rule"] == "endpoint_region"));

@@ -5,7 +5,7 @@
 //! say exactly what the proxy would decide: nothing re-reads the catalog's lists to guess.
 
 use crate::catalog::{Catalog, CheckKind, FieldRole, MarkerRole, OpId};
-use crate::decide::{decide, Decision};
+use crate::decide::{decide, upload_purpose, Decision};
 use crate::facts::{CheckFacts, Facts, FieldValue, OtherValue};
 use crate::project::Project;
 use crate::rule::{Rule, RuleSet};
@@ -51,6 +51,20 @@ impl ToolOutcome {
     }
 }
 
+/// One upload purpose and what is decided of an upload naming it (`POST /v1/files`, whose
+/// purpose is judged as it streams, and `POST /v1/uploads`).
+#[derive(Debug, Clone)]
+pub struct PurposeOutcome {
+    pub purpose: String,
+    pub decision: Decision,
+}
+
+impl PurposeOutcome {
+    pub fn allowed(&self) -> bool {
+        !refused(&self.decision)
+    }
+}
+
 /// The tool type that stands for every type an allow-list does not name.
 pub const OTHER_TOOL: &str = "(any other tool)";
 
@@ -67,6 +81,8 @@ pub struct OpEligibility {
     /// Each tool type of the operation's tool allow-lists (and one unlisted type), tried
     /// alone with the first allowed model.
     pub tools: Vec<ToolOutcome>,
+    /// Each purpose an upload may name (accepted or refused), for operations that read one.
+    pub purposes: Vec<PurposeOutcome>,
 }
 
 fn refused(d: &Decision) -> bool {
@@ -344,11 +360,66 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
             tools.push(ToolOutcome { tool, decision });
         }
     }
+    let purposes = purposes(catalog, project, op, &base, &absent);
     OpEligibility {
         op,
         base,
         models,
         markers,
         tools,
+        purposes,
     }
+}
+
+/// Every purpose of an upload operation through what decides it: `upload_purpose` for an
+/// upload whose purpose is read as it streams, `decide` with the purpose field otherwise.
+fn purposes(
+    catalog: &Catalog,
+    project: &Project,
+    op: OpId,
+    base: &Decision,
+    absent: &[FieldValue<'_>],
+) -> Vec<PurposeOutcome> {
+    let operation = catalog.operation(op);
+    if let Some(b) = &operation.batch_input {
+        return b
+            .purposes
+            .iter()
+            .map(|p| {
+                let decision = match upload_purpose(catalog, project, op, p) {
+                    Some(d) if base.denial.is_none() => Decision::deny(d.rule, d.message, d.param),
+                    _ => base.clone(),
+                };
+                PurposeOutcome {
+                    purpose: p.clone(),
+                    decision,
+                }
+            })
+            .collect();
+    }
+    let (Some(pi), Some(ps)) = (operation.plan.field_with(FieldRole::Purpose), &operation.purposes) else {
+        return Vec::new();
+    };
+    ps.values
+        .iter()
+        .chain(ps.refused.iter().map(|(p, _)| p))
+        .map(|p| {
+            let mut fields = absent.to_vec();
+            fields[pi] = FieldValue::String(p);
+            let decision = decide(
+                catalog,
+                project,
+                op,
+                &Facts {
+                    fields: &fields,
+                    markers: &[],
+                    checks: &[],
+                },
+            );
+            PurposeOutcome {
+                purpose: p.clone(),
+                decision,
+            }
+        })
+        .collect()
 }

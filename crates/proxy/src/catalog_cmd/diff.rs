@@ -26,10 +26,14 @@ impl Scope {
     }
 }
 
+/// The prefix of a group key that is an upload purpose, not a model.
+const PURPOSE: &str = "purpose ";
+
 /// Changes of one direction for one operation and one refusing rule.
 #[derive(Debug, Default)]
 pub struct Group {
-    /// Model ("-" for operations without one, "*" for any other model) → scopes.
+    /// Model ("-" for operations without one, "*" for any other model, "purpose X" for an
+    /// upload purpose) → scopes.
     pub models: BTreeMap<String, Vec<Scope>>,
 }
 
@@ -40,6 +44,20 @@ fn verdict_of(e: Option<&OpEligibility>, model: &str) -> (bool, String) {
     let Some(e) = e else {
         return (false, Rule::UnknownEndpoint.as_str().to_owned());
     };
+    if let Some(purpose) = model.strip_prefix(PURPOSE) {
+        // A purpose the operation does not name is refused (unknown_endpoint).
+        return match e.purposes.iter().find(|p| p.purpose == purpose) {
+            Some(p) if p.allowed() => (true, String::new()),
+            Some(p) => (
+                false,
+                p.decision.denial.as_ref().map_or_else(
+                    || e.refusing_rules().header_value(),
+                    |d| d.rule.as_str().to_owned(),
+                ),
+            ),
+            None => (false, Rule::UnknownEndpoint.as_str().to_owned()),
+        };
+    }
     let allowed = e.model_allowed(model).unwrap_or_else(|| e.allowed());
     if allowed {
         return (true, String::new());
@@ -80,12 +98,24 @@ pub fn compare(changes: &mut Changes, old: &Catalog, new: &Catalog, scope: &Scop
     }
     for (op, (o, n)) in ops {
         let reads_model = o.is_some_and(|e| e.models.is_some()) || n.is_some_and(|e| e.models.is_some());
-        let models: Vec<&str> = if reads_model {
-            candidates.iter().map(String::as_str).collect()
+        // An upload that names a purpose flips per purpose (the purposes cover the request).
+        let mut purposes: Vec<&str> = Vec::new();
+        for e in [o, n].into_iter().flatten() {
+            for p in &e.purposes {
+                if !purposes.contains(&p.purpose.as_str()) {
+                    purposes.push(&p.purpose);
+                }
+            }
+        }
+        let models: Vec<String> = if reads_model {
+            candidates.clone()
+        } else if !purposes.is_empty() {
+            purposes.iter().map(|p| format!("{PURPOSE}{p}")).collect()
         } else {
-            vec!["-"]
+            vec!["-".to_owned()]
         };
-        for m in models {
+        for m in &models {
+            let m = m.as_str();
             let (was, was_rule) = verdict_of(o, m);
             let (is, is_rule) = verdict_of(n, m);
             if was == is {
@@ -279,7 +309,8 @@ pub fn json(old: &Catalog, new: &Catalog, changes: &Changes) -> Value {
                     scopes.iter().map(move |s| {
                         json!({
                             "operation": op,
-                            "model": if m == "-" { None } else { Some(m) },
+                            "model": if m == "-" || m.starts_with(PURPOSE) { None } else { Some(m) },
+                            "purpose": m.strip_prefix(PURPOSE),
                             "scope": s.label(),
                             "rule": rule,
                         })

@@ -22,6 +22,8 @@ pub struct Row {
     pub markers: Vec<(&'static str, bool, Option<&'static str>)>,
     /// (tool type, allowed, refusing rule), from the operation's tool allow-lists.
     pub tools: Vec<(String, bool, Option<&'static str>)>,
+    /// (purpose, allowed, refusing rule), for an upload that names one.
+    pub purposes: Vec<(String, bool, Option<&'static str>)>,
     /// The source ids of the endpoint row (provenance).
     pub sources: Vec<String>,
 }
@@ -65,6 +67,40 @@ impl Row {
         if !no.is_empty() {
             out.push_str("; refused: ");
             out.push_str(&no.join(", "));
+        }
+        out
+    }
+
+    /// `batch; refused: assistants, fine-tune (endpoint_region)`, or `-`.
+    pub fn purposes_text(&self) -> String {
+        if self.purposes.is_empty() {
+            return "-".to_owned();
+        }
+        let ok: Vec<&str> = self
+            .purposes
+            .iter()
+            .filter(|p| p.1)
+            .map(|p| p.0.as_str())
+            .collect();
+        let mut out = if ok.is_empty() {
+            "none".to_owned()
+        } else {
+            ok.join(", ")
+        };
+        // Refused purposes grouped by rule, in the catalog's order.
+        let mut by_rule: Vec<(Option<&str>, Vec<&str>)> = Vec::new();
+        for (p, _, r) in self.purposes.iter().filter(|p| !p.1) {
+            match by_rule.iter_mut().find(|(x, _)| x == r) {
+                Some((_, ps)) => ps.push(p),
+                None => by_rule.push((*r, vec![p])),
+            }
+        }
+        for (r, ps) in by_rule {
+            out.push_str("; refused: ");
+            out.push_str(&ps.join(", "));
+            if let Some(r) = r {
+                out.push_str(&format!(" ({r})"));
+            }
         }
         out
     }
@@ -142,8 +178,23 @@ fn row(catalog: &Catalog, project: &Project, e: &OpEligibility) -> Row {
     } else {
         Vec::new()
     };
+    let purposes = if allowed {
+        e.purposes
+            .iter()
+            .map(|p| {
+                (
+                    p.purpose.clone(),
+                    p.allowed(),
+                    p.decision.denial.as_ref().map(|d| d.rule.as_str()),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Row {
         tools,
+        purposes,
         method: op.method.clone(),
         path: op.template.clone(),
         endpoint: catalog.endpoint_of(e.op).id.clone(),
@@ -199,9 +250,10 @@ pub fn table(catalog: &Catalog, project: &Project, rows: &[Row]) -> String {
                 },
                 r.models_text(),
                 r.markers_text(),
-                match r.tools_text().as_str() {
-                    "-" => "-".to_owned(),
-                    t => format!("tools: {t}"),
+                match (r.tools_text().as_str(), r.purposes_text().as_str()) {
+                    ("-", "-") => "-".to_owned(),
+                    (t, "-") => format!("tools: {t}"),
+                    (_, p) => format!("purposes: {p}"),
                 },
             ]
         })
@@ -266,6 +318,9 @@ pub fn json(catalog: &Catalog, project: &Project, rows: &[Row]) -> Value {
                 })).collect::<Vec<_>>(),
                 "tools": r.tools.iter().map(|(t, ok, rule)| json!({
                     "tool": t, "allowed": ok, "rule": rule,
+                })).collect::<Vec<_>>(),
+                "purposes": r.purposes.iter().map(|(p, ok, rule)| json!({
+                    "purpose": p, "allowed": ok, "rule": rule,
                 })).collect::<Vec<_>>(),
             })
         }).collect::<Vec<_>>(),
