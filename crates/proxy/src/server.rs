@@ -47,7 +47,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     };
     let inflight = Arc::new(tokio::sync::Semaphore::new(process.max_concurrent_requests));
     let catalog = config.catalog.clone();
-    let snapshot = Snapshot::new(config)?;
+    let snapshot = Snapshot::new(config).map_err(|e| e.to_string())?;
     let shared = Arc::new(Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         services: Arc::new(Services {
@@ -327,7 +327,7 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
     let metrics = &shared.services.metrics;
     let result = Config::load(Some(path))
         .map_err(|e| e.to_string())
-        .and_then(|config| Snapshot::reloaded(config, &shared.snapshot.load()));
+        .and_then(|config| Snapshot::reloaded(config, &shared.snapshot.load()).map_err(|e| e.to_string()));
     match result {
         Ok((snap, pool)) => {
             if let Some(audit) = &shared.services.audit {
@@ -368,27 +368,36 @@ pub fn reload(shared: &Shared, trigger: &'static str) {
 }
 
 /// Reloads when the config file's modification time or size changes (polled: works the same
-/// on every filesystem, including Kubernetes ConfigMap symlink swaps).
-async fn watch_config(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let Some(path) = shared.config_path.clone() else {
-        return;
-    };
-    let stamp = |p: &std::path::Path| -> Option<(SystemTime, u64)> {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    };
-    let mut last = stamp(&path);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed() => return,
-        }
-        let now = stamp(&path);
-        if now != last && now.is_some() {
-            last = now;
-            reload(&shared, "file_change");
+/// on every filesystem, including Kubernetes ConfigMap symlink swaps). The first stamp is taken
+/// at the call, before the listeners are announced, not when the task first runs: a change
+/// made as soon as the proxy says it listens is then a change, not the baseline.
+fn watch_config(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
+    let path = shared.config_path.clone();
+    let mut last = path.as_deref().and_then(file_stamp);
+    async move {
+        let Some(path) = path else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+            let now = file_stamp(&path);
+            if now != last && now.is_some() {
+                last = now;
+                reload(&shared, "file_change");
+            }
         }
     }
+}
+
+fn file_stamp(p: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 /// The reloadable `[audit]` settings: `on_failure`, and a new `path` (the file is reopened
