@@ -3,13 +3,12 @@
 //! accepted one must reach it with exactly the bytes the policy read (plus the decided splices).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
 use std::io::Write;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 const RESPONSES: &str = "/v1/responses";

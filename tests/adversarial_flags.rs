@@ -4,11 +4,10 @@
 //! brackets (`Model=`, `model[]=`: case-insensitive and PHP/Rails/qs-style readers) are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const RESPONSES: &str = "/v1/responses";
 

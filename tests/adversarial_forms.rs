@@ -4,11 +4,10 @@
 //! purposes are exact; an upload checked as it streams may not carry a Content-Encoding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const AUDIO: &str = "/v1/audio/transcriptions";
 const CT: &str = "multipart/form-data; boundary=XyZ";

@@ -3,13 +3,12 @@
 //! and non-canonical `:path`s are refused without forwarding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
+use support::cases::*;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 const BODY: &str = r#"{"model":"gpt-4o-2024-08-06","messages":[]}"#;

@@ -4,11 +4,10 @@
 //! anything; the proxy only ever connects to its configured upstreams.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 const BODY: &str = r#"{"model":"gpt-4o-2024-08-06","messages":[]}"#;

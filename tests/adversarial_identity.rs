@@ -5,11 +5,10 @@
 //! reaching an upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 /// Allowed in the us project as it is; under eu-zdr `store` would be rewritten.

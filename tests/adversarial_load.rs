@@ -3,14 +3,13 @@
 //! and give back every connection (the `open_connections` gauge returns to its baseline).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

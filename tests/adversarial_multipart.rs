@@ -3,11 +3,10 @@
 //! could be read two ways. Refused bodies reach no upstream; accepted ones arrive byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const AUDIO: &str = "/v1/audio/transcriptions";
 const EDITS: &str = "/v1/images/edits";

@@ -3,11 +3,10 @@
 //! forwarded. What reached the upstream is asserted for every case.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod adversarial;
-mod common;
+mod support;
 
-use adversarial::*;
-use common::*;
+use support::cases::*;
+use support::*;
 
 const BODY: &[u8] = br#"{"model":"gpt-4o-2024-08-06","messages":[]}"#;
 

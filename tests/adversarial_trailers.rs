@@ -4,11 +4,11 @@
 //! The upstream here is a raw socket, so the exact bytes forwarded are seen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A one-shot raw upstream: records the bytes of the first request (until the end of a chunked

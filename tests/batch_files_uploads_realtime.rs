@@ -6,11 +6,11 @@
 //! a refused request must reach no upstream, an allowed one the project's region.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use mock_openai::MockUpstream;
 use serde_json::{json, Value};
+use support::*;
 
 const MULTIPART: &str = "multipart/form-data; boundary=XyZ";
 const REALTIME: &str = "gpt-4o-realtime-preview-2024-12-17";

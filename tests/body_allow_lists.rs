@@ -3,10 +3,10 @@
 //! `serve` (a refused request must reach no upstream) and to `explain`, which must agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
+use support::*;
 
 const RESPONSES: &str = "/v1/responses";
 const CHAT: &str = "/v1/chat/completions";

@@ -2,10 +2,10 @@
 //! colour codes. (HEAD wherever the catalog allows the GET is in adversarial_paths.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use std::time::{Duration, Instant};
+use support::*;
 
 #[tokio::test]
 async fn a_log_written_to_a_file_has_no_colour_codes() {

@@ -5,21 +5,15 @@ mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use support::{two_project_config, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
+use std::process::Output;
+use support::{config_text, output_text, two_project_config, TempDir};
 
 fn seed_catalog() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog.json")
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RESIDENCY_CONFIG")
-        .output()
-        .expect("run residency-proxy")
+    support::run(args, &[], None)
 }
 
 fn stdout(o: &Output) -> String {
@@ -27,13 +21,11 @@ fn stdout(o: &Output) -> String {
 }
 
 fn both(o: &Output) -> String {
-    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+    output_text(o)
 }
 
 fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    dir.write(name, text)
 }
 
 /// The seed catalog with `edit` applied to its JSON.
@@ -84,7 +76,11 @@ fn show_for_a_configured_project_agrees_with_explain() {
     let cfg = write(
         &dir,
         "c.toml",
-        &two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", ""),
+        &config_text(&two_project_config(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "",
+        )),
     );
     let cfg_s = cfg.to_str().unwrap();
     let v = show_json(&["--config", cfg_s, "--project", "eu-zdr"]);
@@ -169,13 +165,7 @@ fn show_for_a_configured_project_agrees_with_explain() {
     );
 
     // RESIDENCY_CONFIG stands in for --config; an explicit --catalog takes precedence over it.
-    let with_env = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("RESIDENCY_CONFIG", cfg_s)
-            .output()
-            .unwrap()
-    };
+    let with_env = |args: &[&str]| support::run(args, &[("RESIDENCY_CONFIG", cfg_s)], None);
     let o = with_env(&["catalog", "show", "--project", "us-mam"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(stdout(&o).contains("project \"us-mam\""), "{}", stdout(&o));
@@ -414,7 +404,11 @@ fn diff_per_configured_project() {
     let cfg = write(
         &dir,
         "c.toml",
-        &two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", ""),
+        &config_text(&two_project_config(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "",
+        )),
     );
     let seed = seed_catalog();
     let seed = seed.to_str().unwrap();
@@ -440,7 +434,11 @@ fn diff_per_configured_project() {
 #[test]
 fn config_selects_an_embedded_edition_and_commands_name_it() {
     let dir = TempDir::new("edition");
-    let base = two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", "");
+    let base = config_text(&two_project_config(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        "",
+    ));
     let cfg = write(
         &dir,
         "c.toml",
@@ -491,7 +489,11 @@ fn config_selects_an_embedded_edition_and_commands_name_it() {
 #[test]
 fn the_2026_edition_checks_and_its_readme_shows_the_diff_from_the_seed() {
     let dir = TempDir::new("edition-2026");
-    let base = two_project_config("http://127.0.0.1:1", "http://127.0.0.1:2", "");
+    let base = config_text(&two_project_config(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        "",
+    ));
     let cfg = write(
         &dir,
         "c.toml",

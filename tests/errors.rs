@@ -1,12 +1,12 @@
 //! Errors the proxy produces itself: 400, 413, 502, 504, and broken upstream streams.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 

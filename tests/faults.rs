@@ -9,20 +9,17 @@
 //! Run with `--nocapture` to see the figures (time to close, records lost, memory).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/mod.rs"]
 mod support;
 
-use mock_openai::MockUpstream;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{http1_request, two_project_config, wait_until, Proxy, RawResponse, TempDir, EU_PROJECT};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const MODEL: &str = "gpt-4o-2024-08-06";
-const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
 
 fn chat_body(stream: bool) -> Vec<u8> {
     json!({"model": MODEL, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
@@ -30,7 +27,7 @@ fn chat_body(stream: bool) -> Vec<u8> {
         .into_bytes()
 }
 
-async fn chat_with(p: &Proxy, id: &str, extra: &[(&str, &str)]) -> RawResponse {
+async fn chat_with(p: &Proxy, id: &str, extra: &[(&str, &str)]) -> Resp {
     let mut h = vec![
         ("content-type", "application/json"),
         ("openai-project", EU_PROJECT),
@@ -40,7 +37,7 @@ async fn chat_with(p: &Proxy, id: &str, extra: &[(&str, &str)]) -> RawResponse {
     http1_request(p.addr, "POST", "/v1/chat/completions", &h, &chat_body(false)).await
 }
 
-async fn chat(p: &Proxy, id: &str) -> RawResponse {
+async fn chat(p: &Proxy, id: &str) -> Resp {
     chat_with(p, id, &[]).await
 }
 
@@ -48,45 +45,9 @@ async fn readyz(p: &Proxy) -> u16 {
     http1_request(p.admin, "GET", "/readyz", &[], b"").await.status
 }
 
-/// The value of one series, e.g. `residency_proxy_audit_writable` or
-/// `residency_proxy_timeouts_total{kind="request_header"}`.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a record ({e}): {l:?}")))
-        .collect()
-}
-
 fn verify(files: &[&Path]) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .args(files)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-async fn mocks() -> (MockUpstream, MockUpstream) {
-    (MockUpstream::start("eu").await, MockUpstream::start("us").await)
+    let out = verify_audit(files);
+    (out.status.code(), output_text(&out))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,14 +133,15 @@ async fn full_disk(mode: &str, n: usize) -> Option<FullDisk> {
         &two_project_config(&eu.base_url(), &us.base_url(), &extra),
         &[],
         &wrapper,
-    );
+    )
+    .await;
     let seen_dir = PathBuf::from(format!("/proc/{}/root{}", p.pid(), mnt.display()));
     let seen = seen_dir.join("audit.jsonl");
     assert_eq!(chat(&p, "before").await.status, 200);
     assert!(
-        wait_until(Duration::from_secs(5), || lines(&seen).len() >= 3).await,
+        wait_until(Duration::from_secs(5), || jsonl_file(&seen).len() >= 3).await,
         "start notice, decision and outcome: {:?}",
-        lines(&seen)
+        jsonl_file(&seen)
     );
     let filler = fill(&seen_dir);
     let forwarded = eu.request_count();
@@ -199,7 +161,7 @@ async fn full_disk(mode: &str, n: usize) -> Option<FullDisk> {
         "a torn line on a full disk: {:?}",
         &text[text.len().saturating_sub(200)..]
     );
-    let _ = lines(&seen);
+    let _ = jsonl_file(&seen);
     let m = p.metrics().await;
     let no_space_errors = metric(&m, "residency_proxy_audit_write_errors_total{kind=\"no_space\"}");
     assert!(no_space_errors >= 1.0, "{m}");
@@ -222,31 +184,31 @@ async fn full_disk(mode: &str, n: usize) -> Option<FullDisk> {
     );
     let m = p.metrics().await;
     assert!(
-        wait_until(Duration::from_secs(5), || lines(&seen)
+        wait_until(Duration::from_secs(5), || jsonl_file(&seen)
             .iter()
             .any(|r| r["kind"] == "gap"))
         .await,
         "no gap record: {:?}",
-        lines(&seen)
+        jsonl_file(&seen)
     );
     assert_eq!(chat(&p, "after").await.status, 200);
     assert!(
-        wait_until(Duration::from_secs(5), || lines(&seen)
+        wait_until(Duration::from_secs(5), || jsonl_file(&seen)
             .iter()
             .any(|r| r["kind"] == "outcome" && r["request_id"] == "after"))
         .await
     );
     let copy = scratch.path().join("audit.copy");
     std::fs::copy(&seen, &copy).unwrap();
-    let gap = lines(&copy).into_iter().find(|r| r["kind"] == "gap").unwrap();
+    let gap = jsonl_file(&copy)
+        .into_iter()
+        .find(|r| r["kind"] == "gap")
+        .unwrap();
     let verify_out = verify(&[&copy]);
     let lost_metric = metric(&m, "residency_proxy_audit_records_lost_total");
     p.signal("TERM");
-    let st = p
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .expect("exit after SIGTERM");
-    assert_eq!(st.code(), Some(0), "stderr:\n{}", p.stderr());
+    p.assert_exits_zero(Duration::from_secs(15), "exit after SIGTERM")
+        .await;
     let stderr = p.stderr();
     assert!(
         stderr.contains("audit log write failed") && stderr.contains("no_space"),
@@ -358,13 +320,13 @@ fn audit_config(eu: &MockUpstream, us: &MockUpstream, path: &Path) -> String {
 async fn recorded(p: &Proxy, path: &Path, id: &str) {
     assert_eq!(chat(p, id).await.status, 200);
     assert!(
-        wait_until(Duration::from_secs(5), || lines(path)
+        wait_until(Duration::from_secs(5), || jsonl_file(path)
             .iter()
             .any(|r| r["kind"] == "outcome" && r["request_id"] == id))
         .await,
         "{id} not recorded in {}: {:?}\n{}",
         path.display(),
-        lines(path),
+        jsonl_file(path),
         p.stderr()
     );
 }
@@ -374,7 +336,7 @@ async fn rotation_by_create_copytruncate_rename_and_new_path_keeps_one_chain() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("rotate");
     let audit = dir.path().join("audit.jsonl");
-    let p = Proxy::start(&audit_config(&eu, &us, &audit));
+    let p = Proxy::start(&audit_config(&eu, &us, &audit), &[]).await;
     recorded(&p, &audit, "a1").await;
     recorded(&p, &audit, "a2").await;
 
@@ -390,7 +352,7 @@ async fn rotation_by_create_copytruncate_rename_and_new_path_keeps_one_chain() {
     );
     recorded(&p, &audit, "b1").await;
     assert!(
-        lines(&r1).iter().all(|r| r["request_id"] != "b1"),
+        jsonl_file(&r1).iter().all(|r| r["request_id"] != "b1"),
         "written to the rotated file"
     );
 
@@ -418,7 +380,7 @@ async fn rotation_by_create_copytruncate_rename_and_new_path_keeps_one_chain() {
     // A new [audit] path by reload.
     let moved = dir.path().join("audit-new.jsonl");
     let r4 = dir.path().join("audit.jsonl.4");
-    std::fs::write(p.config_path(), audit_config(&eu, &us, &moved)).unwrap();
+    p.rewrite_config(&audit_config(&eu, &us, &moved));
     assert!(
         p.wait_log("audit.path changed", Duration::from_secs(10)).await,
         "{}",
@@ -428,7 +390,7 @@ async fn rotation_by_create_copytruncate_rename_and_new_path_keeps_one_chain() {
     std::fs::rename(&audit, &r4).unwrap();
 
     let all: Vec<&Path> = vec![&r1, &r2, &r3, &r4, &moved];
-    let total: usize = all.iter().map(|f| lines(f).len()).sum();
+    let total: usize = all.iter().map(|f| jsonl_file(f).len()).sum();
     let (code, out) = verify(&all);
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -449,7 +411,7 @@ async fn a_torn_last_line_is_moved_aside_and_the_chain_continues() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("torn");
     let audit = dir.path().join("audit.jsonl");
-    let mut p = Proxy::start(&audit_config(&eu, &us, &audit));
+    let mut p = Proxy::start(&audit_config(&eu, &us, &audit), &[]).await;
     recorded(&p, &audit, "t1").await;
     p.signal("TERM");
     p.wait_exit(Duration::from_secs(15)).await.expect("exit");
@@ -457,18 +419,18 @@ async fn a_torn_last_line_is_moved_aside_and_the_chain_continues() {
     // A crash mid-write.
     const TORN: &[u8] = b"{\"seq\":4,\"ts\":\"2026-";
     let mut text = std::fs::read(&audit).unwrap();
-    let complete = lines(&audit).len();
+    let complete = jsonl_file(&audit).len();
     text.extend_from_slice(TORN);
     std::fs::write(&audit, &text).unwrap();
 
-    let p = Proxy::start(&audit_config(&eu, &us, &audit));
+    let p = Proxy::start(&audit_config(&eu, &us, &audit), &[]).await;
     assert!(
         p.wait_log("torn last line", Duration::from_secs(5)).await,
         "{}",
         p.stderr()
     );
     recorded(&p, &audit, "t2").await;
-    let recs = lines(&audit);
+    let recs = jsonl_file(&audit);
     let notice = &recs[complete];
     assert_eq!(notice["kind"], "notice", "{notice}");
     let said = format!("torn last line of {} bytes", TORN.len());
@@ -502,7 +464,7 @@ async fn check_and_serve_refuse_a_fifo_and_a_missing_directory_without_blocking(
         cfg
     };
     let cfg = write(&fifo);
-    let (code, out) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("not a regular file"), "{out}");
     // `serve` must refuse it too, not block opening the FIFO.
@@ -527,11 +489,11 @@ async fn check_and_serve_refuse_a_fifo_and_a_missing_directory_without_blocking(
     assert_eq!(status.code(), Some(1));
 
     let cfg = write(&dir.path().join("no-such-dir/audit.jsonl"));
-    let (code, out) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no-such-dir"), "{out}");
     let cfg = write(&dir.path().join("audit.jsonl"));
-    let (code, out) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
 }
 
@@ -547,24 +509,20 @@ async fn config_errors_name_file_line_and_key_but_never_the_value_and_size_is_ca
     let dir = TempDir::new("cfgsafe");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, format!("[limits]\nmax_connections = \"{SECRET}\"\n")).unwrap();
-    let (code, out) = run(&["check", "--config", bad.to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("bad.toml: line 2, column"), "{out}");
     assert!(out.contains("key `limits.max_connections`"), "{out}");
     assert!(!out.contains("TOPSECRET"), "the value is echoed: {out}");
     std::fs::write(&bad, format!("listen = \"127.0.0.1:0\"\n{SECRET}\n")).unwrap();
-    let (code, out) = run(&["check", "--config", bad.to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("line 2") && !out.contains("TOPSECRET"), "{out}");
 
     // A reload with a secret on a bad line: refused, logged without it.
-    let p = Proxy::start(&good);
+    let p = Proxy::start(&good, &[]).await;
     let (_, hwm_before) = p.memory_kib();
-    std::fs::write(
-        p.config_path(),
-        format!("{good}\n[auth]\nrequire_client_key = \"{SECRET}\"\n"),
-    )
-    .unwrap();
+    p.rewrite_config(&format!("{good}\n[auth]\nrequire_client_key = \"{SECRET}\"\n"));
     assert!(
         p.wait_log("config reload refused", Duration::from_secs(60)).await,
         "{}",
@@ -576,7 +534,7 @@ async fn config_errors_name_file_line_and_key_but_never_the_value_and_size_is_ca
     // A 12 MB config is refused before it is parsed (or read whole).
     let mut big = good.clone();
     big.push_str(&format!("# {}\n", "x".repeat(12 * 1024 * 1024)));
-    std::fs::write(p.config_path(), &big).unwrap();
+    p.rewrite_config(&big);
     assert!(
         p.wait_log("1048576-byte limit", Duration::from_secs(60)).await,
         "{}",
@@ -593,7 +551,7 @@ async fn config_errors_name_file_line_and_key_but_never_the_value_and_size_is_ca
         "the old config keeps serving"
     );
     println!("OVERSIZED CONFIG: 12 MB refused; peak RSS {hwm_before} KiB -> {hwm_after} KiB");
-    let (code, out) = run(&["check", "--config", p.config_path().to_str().unwrap()]);
+    let (code, out) = run_args(&["check", "--config", p.config.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("1048576-byte limit"), "{out}");
 }
@@ -619,7 +577,7 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 async fn silent_connections_are_closed_from_accept_on_both_listeners() {
     let (eu, us) = mocks().await;
     let extra = "[timeouts]\nrequest_header_secs = 1\n[limits]\nadmin_max_connections = 3\n";
-    let p = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), extra));
+    let p = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), extra), &[]).await;
 
     // A connection that sends nothing, and one that sends half a head.
     let mut silent = TcpStream::connect(p.addr).await.unwrap();
@@ -689,8 +647,12 @@ async fn silent_connections_are_closed_from_accept_on_both_listeners() {
         ),
     ] {
         let cfg = dir.path().join("c.toml");
-        std::fs::write(&cfg, two_project_config(&eu.base_url(), &us.base_url(), line)).unwrap();
-        let (code, out) = run(&["check", "--config", cfg.to_str().unwrap()]);
+        std::fs::write(
+            &cfg,
+            config_text(&two_project_config(&eu.base_url(), &us.base_url(), line)),
+        )
+        .unwrap();
+        let (code, out) = run_args(&["check", "--config", cfg.to_str().unwrap()]);
         assert_eq!(code, Some(1), "{line}: {out}");
         assert!(out.contains(key), "{line}: {out}");
     }
@@ -734,9 +696,10 @@ async fn a_silent_upstream_body_is_ended_after_upstream_idle_secs_and_recorded()
         "[timeouts]\nupstream_idle_secs = 1\n[audit]\npath = \"{}\"\n",
         audit.display()
     );
-    let p = Proxy::start(&two_project_config(&base, &us.base_url(), &extra));
+    let p = Proxy::start(&two_project_config(&base, &us.base_url(), &extra), &[]).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let req = support::request_bytes(
+    let req = build_request(
+        p.addr,
         "POST",
         "/v1/chat/completions",
         &[
@@ -771,12 +734,12 @@ async fn a_silent_upstream_body_is_ended_after_upstream_idle_secs_and_recorded()
     assert!(!text.ends_with("0\r\n\r\n"), "ended as if complete: {text:?}");
     assert!(took >= Duration::from_millis(900), "ended after {took:?}");
     assert!(
-        wait_until(Duration::from_secs(5), || lines(&audit)
+        wait_until(Duration::from_secs(5), || jsonl_file(&audit)
             .iter()
             .any(|r| r["kind"] == "outcome" && r["body"] == "upstream_idle_timeout"))
         .await,
         "{:?}",
-        lines(&audit)
+        jsonl_file(&audit)
     );
     let m = p.metrics().await;
     assert_eq!(
@@ -808,9 +771,10 @@ async fn an_upstream_reset_mid_body_is_logged_counted_and_recorded() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("reset");
     let audit = dir.path().join("audit.jsonl");
-    let p = Proxy::start(&audit_config(&eu, &us, &audit));
+    let p = Proxy::start(&audit_config(&eu, &us, &audit), &[]).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let req = support::request_bytes(
+    let req = build_request(
+        p.addr,
         "POST",
         "/v1/chat/completions",
         &[
@@ -826,14 +790,14 @@ async fn an_upstream_reset_mid_body_is_logged_counted_and_recorded() {
         .await
         .expect("the cut stream was not ended");
     assert!(
-        wait_until(Duration::from_secs(5), || lines(&audit)
-            .iter()
-            .any(|r| r["kind"] == "outcome"
-                && r["request_id"] == "cut-1"
-                && r["body"] == "upstream_error"))
+        wait_until(Duration::from_secs(5), || jsonl_file(&audit).iter().any(|r| r
+            ["kind"]
+            == "outcome"
+            && r["request_id"] == "cut-1"
+            && r["body"] == "upstream_error"))
         .await,
         "{:?}",
-        lines(&audit)
+        jsonl_file(&audit)
     );
     let m = p.metrics().await;
     assert_eq!(
@@ -851,7 +815,7 @@ async fn an_upstream_reset_mid_body_is_logged_counted_and_recorded() {
 async fn sigterm_fails_readyz_while_serving_for_the_drain_delay_then_stops_accepting() {
     let (eu, us) = mocks().await;
     let extra = "[timeouts]\nshutdown_drain_delay_secs = 2\nshutdown_grace_secs = 10\n";
-    let mut p = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), extra));
+    let mut p = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), extra), &[]).await;
     assert_eq!(readyz(&p).await, 200);
     p.signal("TERM");
     let t0 = Instant::now();
@@ -878,11 +842,8 @@ async fn sigterm_fails_readyz_while_serving_for_the_drain_delay_then_stops_accep
         "the drain delay was cut short"
     );
     // The admin listener still answers 503 while the drain runs; then the process exits 0.
-    let st = p
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .expect("exit after the drain");
-    assert_eq!(st.code(), Some(0), "{}", p.stderr());
+    p.assert_exits_zero(Duration::from_secs(15), "exit after the drain")
+        .await;
     println!(
         "DRAIN: readyz 503 and serving for the 2 s delay; exited after {:?}",
         t0.elapsed()

@@ -1,13 +1,13 @@
 //! What reaches the upstream: bytes, headers, Host, keys; and what comes back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHAT: &str = "/v1/chat/completions";

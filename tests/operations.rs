@@ -1,149 +1,21 @@
 //! Black-box tests of the operational features, driving the real `residency-proxy` binary
 //! against recording mocks: admin endpoints and metrics, JSON request logs without secrets,
-//! the hash-chained audit log, hot reload (file change and SIGHUP, in-flight requests, invalid
-//! configs), graceful shutdown, timeouts and limits, TLS on the listener, the shared-gateway
-//! key check, and the idle memory footprint.
+//! the hash-chained audit log, graceful shutdown, timeouts and limits, TLS on the listener, the
+//! shared-gateway key check, and the idle memory footprint. Hot reload is in `reload.rs`.
 //!
-//! Run with `--nocapture` to see the measured reload times and RSS.
+//! Run with `--nocapture` to see the measured times and RSS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{build_request, send_raw, sha256_hex, Conn, MockUpstream, Resp, TempDir, BIN};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use support::*;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
-// ---------------------------------------------------------------------------------------------
-// A process harness that keeps the child (exit status, signals, config rewrites, restarts).
-// ---------------------------------------------------------------------------------------------
-
-/// A running `residency-proxy serve`; killed on drop.
-struct Proc {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    config: PathBuf,
-    stderr_path: PathBuf,
-}
-
-fn config_text(body: &str) -> String {
-    format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{body}")
-}
-
-impl Proc {
-    /// Writes `dir/config.toml` (listeners on port 0, then `body`) and starts the binary on
-    /// it; stderr goes to `dir/stderr-<tag>.log`.
-    async fn start(dir: &TempDir, tag: &str, body: &str, env: &[(&str, &str)]) -> Proc {
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, config_text(body)).unwrap();
-        Proc::start_at(dir, tag, config, env).await
-    }
-
-    /// Starts the binary on an existing config file (e.g. a symlink).
-    async fn start_at(dir: &TempDir, tag: &str, config: PathBuf, env: &[(&str, &str)]) -> Proc {
-        let stderr_path = dir.path().join(format!("stderr-{tag}.log"));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RESIDENCY_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let pid = child.id().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (addr, admin) = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, lines.next_line()).await {
-                Ok(Ok(Some(line))) => {
-                    if let Some(a) = common::parse_listening(&line) {
-                        break a;
-                    }
-                }
-                other => panic!(
-                    "no listening line ({other:?}); stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                ),
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Proc {
-            child,
-            pid,
-            addr,
-            admin,
-            config,
-            stderr_path,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Replaces the config file (listeners on port 0, then `body`).
-    fn rewrite_config(&self, body: &str) {
-        std::fs::write(&self.config, config_text(body)).unwrap();
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid.to_string())
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill -{sig} {}", self.pid);
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(limit, self.child.wait())
-            .await
-            .ok()
-            .map(|r| r.unwrap())
-    }
-
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        send_raw(self.addr, &build_request(self.addr, method, path, headers, body)).await
-    }
-
-    async fn chat(&self, headers: &[(&str, &str)], body: &str) -> Resp {
-        let mut h = vec![("Content-Type", "application/json")];
-        h.extend_from_slice(headers);
-        self.send("POST", "/v1/chat/completions", &h, body.as_bytes())
-            .await
-    }
-
-    async fn admin_get(&self, path: &str) -> Resp {
-        send_raw(self.admin, &build_request(self.admin, "GET", path, &[], b"")).await
-    }
-
-    async fn metrics(&self) -> String {
-        let r = self.admin_get("/metrics").await;
-        assert_eq!(r.status, 200, "{r:?}");
-        r.text()
-    }
-}
 
 /// A chat completion: eligible EU/US snapshot, `store` as given, `content` as the message.
 fn chat_body(store: bool, content: &str) -> String {
@@ -164,159 +36,14 @@ fn stream_body() -> String {
     .to_string()
 }
 
-/// `[upstream]` routing eu and us to the two mocks.
-fn upstream(eu: &MockUpstream, us: &MockUpstream) -> String {
-    format!(
-        "[upstream]\nbase_urls = {{ eu = \"{}\", us = \"{}\" }}\n",
-        eu.base_url(),
-        us.base_url()
-    )
-}
-
 /// One default ZDR project in `region`.
 fn app_project(region: &str) -> String {
     format!("[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n")
 }
 
-async fn mocks() -> (MockUpstream, MockUpstream) {
-    (MockUpstream::start("eu").await, MockUpstream::start("us").await)
-}
-
-/// One sample of the Prometheus text: name, labels, value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse_metrics(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let value: f64 = value.parse().unwrap_or(f64::NAN);
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), BTreeMap::new()),
-            Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap();
-                let mut labels = BTreeMap::new();
-                let mut s = body;
-                while !s.is_empty() {
-                    let (k, rest) = s.split_once("=\"").unwrap();
-                    let mut v = String::new();
-                    let mut chars = rest.char_indices();
-                    let mut end = rest.len();
-                    while let Some((i, c)) = chars.next() {
-                        match c {
-                            '\\' => {
-                                if let Some((_, n)) = chars.next() {
-                                    v.push(n);
-                                }
-                            }
-                            '"' => {
-                                end = i;
-                                break;
-                            }
-                            c => v.push(c),
-                        }
-                    }
-                    labels.insert(k.to_string(), v);
-                    s = rest[end + 1..].trim_start_matches(',');
-                }
-                (name.to_string(), labels)
-            }
-        };
-        out.push(Sample { name, labels, value });
-    }
-    out
-}
-
-fn sample<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
-    samples.iter().find(|s| {
-        s.name == name
-            && labels
-                .iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-    })
-}
-
-/// Polls `f` every 25 ms until it is true or `limit` passes; returns whether it became true.
-async fn eventually<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The JSON lines of a `[log] format = "json"` stderr (every line must be JSON).
-fn json_lines(stderr: &str) -> Vec<Value> {
-    stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn request_lines(stderr: &str) -> Vec<Value> {
-    json_lines(stderr)
-        .into_iter()
-        .filter(|v| v["target"] == "residency_proxy::request")
-        .collect()
-}
-
-/// Reads an HTTP/1.1 response from a raw stream until EOF or `limit`, tolerating a reset
-/// after the response; returns the bytes read.
-async fn read_until_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(limit, async {
-        let mut tmp = [0u8; 8192];
-        loop {
-            match stream.read(&mut tmp).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&tmp[..n]);
-                    if response_complete(&buf) {
-                        break;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    buf
-}
-
-/// Whether `buf` holds a whole response with a Content-Length body.
-fn response_complete(buf: &[u8]) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    len.is_some_and(|n| buf.len() >= end + 4 + n)
-}
-
-fn status_of(raw: &[u8]) -> Option<u16> {
-    let s = String::from_utf8_lossy(raw);
-    s.lines().next()?.split(' ').nth(1)?.parse().ok()
-}
-
-fn body_of(raw: &[u8]) -> Value {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    serde_json::from_slice(&raw[end + 4..])
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(raw)))
+/// `tables`, then both mocks routed and the project `app` in eu.
+fn app_config(eu: &MockUpstream, us: &MockUpstream, tables: &str) -> String {
+    format!("{tables}{}\n{}", upstream_table(eu, us), app_project("eu"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,13 +54,7 @@ fn body_of(raw: &[u8]) -> Value {
 async fn admin_health_ready_and_metrics() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-admin");
-    let p = Proc::start(
-        &dir,
-        "a",
-        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
-        &[],
-    )
-    .await;
+    let p = Proxy::start_in(&dir, "a", &app_config(&eu, &us, ""), &[]).await;
 
     let h = p.admin_get("/healthz").await;
     assert_eq!(h.status, 200, "{h:?}");
@@ -474,9 +195,9 @@ async fn json_logs_one_line_per_request_without_secrets() {
     let body = format!(
         "[log]\nformat = \"json\"\n{}\n[[projects]]\nname = \"app\"\nregion = \"eu\"\nretention = \"zdr\"\n\
          default = true\nopenai_project = \"proj_app\"\nupstream_api_key_env = \"RP_OPS_UPSTREAM_KEY\"\n",
-        upstream(&eu, &us)
+        upstream_table(&eu, &us)
     );
-    let p = Proc::start(&dir, "a", &body, &[("RP_OPS_UPSTREAM_KEY", UPSTREAM_SECRET)]).await;
+    let p = Proxy::start_in(&dir, "a", &body, &[("RP_OPS_UPSTREAM_KEY", UPSTREAM_SECRET)]).await;
     let auth = format!("Bearer {CLIENT_SECRET}");
     let hr = |id: &'static str| -> [(&'static str, String); 3] {
         [
@@ -524,7 +245,7 @@ async fn json_logs_one_line_per_request_without_secrets() {
 
     // A request's line is written when its response body ends: wait for the fourth.
     assert!(
-        eventually(Duration::from_secs(5), || request_lines(&p.stderr()).len() >= 4).await,
+        wait_until(Duration::from_secs(5), || request_lines(&p.stderr()).len() >= 4).await,
         "{}",
         p.stderr()
     );
@@ -594,31 +315,20 @@ async fn json_logs_one_line_per_request_without_secrets() {
 // 3. Audit log
 // ---------------------------------------------------------------------------------------------
 
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn verify(path: &Path) -> std::process::Output {
-    common::run(&["audit", "verify", path.to_str().unwrap()], &[], None)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-audit");
     let audit = dir.path().join("audit.jsonl");
-    let body = format!(
-        "[timeouts]\nshutdown_drain_delay_secs = 0\n[audit]\npath = \"{}\"\n{}\n{}",
-        audit.display(),
-        upstream(&eu, &us),
-        app_project("eu")
+    let body = app_config(
+        &eu,
+        &us,
+        &format!(
+            "[timeouts]\nshutdown_drain_delay_secs = 0\n[audit]\npath = \"{}\"\n",
+            audit.display()
+        ),
     );
-    let mut p = Proc::start(&dir, "a", &body, &[]).await;
+    let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let allow = p
         .chat(&[("x-request-id", "aud-1")], &chat_body(false, CONTENT_CANARY))
         .await;
@@ -637,11 +347,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     // A start notice; per forwarded request a decision (written before forwarding) and an
     // outcome (when the response ended); a denial has one decision record with its status.
     assert!(
-        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 6).await,
+        wait_until(Duration::from_secs(3), || jsonl_file(&audit).len() >= 6).await,
         "audit records not written: {:?}",
         std::fs::read_to_string(&audit)
     );
-    let recs = audit_lines(&audit);
+    let recs = jsonl_file(&audit);
     assert_eq!(recs.len(), 6, "{recs:#?}");
     assert_eq!(recs[0]["kind"], "notice", "{}", recs[0]);
     let decisions: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "decision").collect();
@@ -683,7 +393,7 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         "free-text model in the audit log:\n{text}"
     );
 
-    let out = verify(&audit);
+    let out = verify_audit(&[&audit]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),
@@ -699,7 +409,7 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     assert!(lines[2].contains("\"status\":200"), "{}", lines[2]);
     lines[2] = lines[2].replacen("\"status\":200", "\"status\":201", 1);
     std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
-    let out = verify(&audit);
+    let out = verify_audit(&[&audit]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -714,7 +424,7 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     let st = p.wait_exit(Duration::from_secs(10)).await;
     assert!(st.is_some(), "the proxy did not exit after SIGTERM");
     drop(p);
-    let p2 = Proc::start(&dir, "b", &body, &[]).await;
+    let p2 = Proxy::start_in(&dir, "b", &body, &[]).await;
     let r = p2
         .chat(&[("x-request-id", "aud-4")], &chat_body(false, "again"))
         .await;
@@ -724,11 +434,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         .await;
     assert_eq!(r.status, 200);
     assert!(
-        eventually(Duration::from_secs(3), || audit_lines(&audit).len() >= 10).await,
+        wait_until(Duration::from_secs(3), || jsonl_file(&audit).len() >= 10).await,
         "audit records after restart not written: {:?}",
         std::fs::read_to_string(&audit)
     );
-    let recs = audit_lines(&audit);
+    let recs = jsonl_file(&audit);
     assert_eq!(recs.len(), 10);
     assert_eq!(recs[6]["seq"], 7, "{}", recs[6]);
     assert_eq!(
@@ -740,448 +450,26 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
         recs[6]["prev"], recs[5]["hash"],
         "the chain links across the restart"
     );
-    let out = verify(&audit);
+    let out = verify_audit(&[&audit]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "verify after restart: {stdout}");
     assert!(stdout.contains("10 record"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Hot reload
-// ---------------------------------------------------------------------------------------------
-
-fn reload_body(eu: &MockUpstream, us: &MockUpstream, region: &str) -> String {
-    format!(
-        "[log]\nformat = \"json\"\n{}\n{}",
-        upstream(eu, us),
-        app_project(region)
-    )
-}
-
-/// The `elapsed_ms` of the last "config reloaded" log line with `trigger`.
-fn reload_log(stderr: &str, trigger: &str) -> Option<f64> {
-    json_lines(stderr)
-        .iter()
-        .rev()
-        .find(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("config reloaded"))
-                && l["trigger"] == trigger
-        })
-        .and_then(|l| l["elapsed_ms"].as_f64())
-}
-
-/// `reload_log`, waiting up to 2 s: the swap comes before its log line, so a request can see the
-/// new config a moment before the line is written.
-async fn wait_reload_log(p: &Proc, trigger: &str) -> Option<f64> {
-    let mut found = None;
-    eventually(Duration::from_secs(2), || {
-        found = reload_log(&p.stderr(), trigger);
-        found.is_some()
-    })
-    .await;
-    found
-}
-
-async fn reload_count(p: &Proc, result: &str) -> f64 {
-    let text = p.metrics().await;
-    sample(
-        &parse_metrics(&text),
-        "residency_proxy_config_reloads_total",
-        &[("result", result)],
-    )
-    .map_or(0.0, |s| s.value)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_on_file_change_routes_new_requests_and_keeps_in_flight_ones() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-file");
-    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let r = p.chat(&[], &chat_body(false, "before")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
-    r.assert_residency("allow", "app", "eu");
-
-    // A request in flight at the upstream (delayed head) while the config changes.
-    let addr = p.addr;
-    let inflight = tokio::spawn(async move {
-        let req = build_request(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Content-Type", "application/json"),
-                ("x-mock-behavior", "delay:1500"),
-            ],
-            chat_body(false, "in flight").as_bytes(),
-        );
-        send_raw(addr, &req).await
-    });
-    let got = eu.wait_for(2, Duration::from_secs(3)).await;
-    assert_eq!(got.len(), 2, "the in-flight request reached eu");
-
-    let written = Instant::now();
-    p.rewrite_config(&reload_body(&eu, &us, "us"));
-    // The first request routed by the new config.
-    let mut routed = None;
-    while written.elapsed() < Duration::from_secs(3) {
-        let r = p.chat(&[], &chat_body(false, "after")).await;
-        if r.header("x-mock-upstream") == Some("us") {
-            r.assert_residency("allow", "app", "us");
-            routed = Some(written.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let routed = routed.unwrap_or_else(|| {
-        panic!(
-            "new requests not routed to us within 3 s; stderr:\n{}",
-            p.stderr()
-        )
-    });
-    assert!(routed < Duration::from_secs(2), "reload took {routed:?}");
-
-    let old = inflight.await.unwrap();
-    assert_eq!(old.status, 200, "the in-flight request completes: {old:?}");
-    assert_eq!(old.header("x-mock-upstream"), Some("eu"), "{old:?}");
-    old.assert_residency("allow", "app", "eu");
-    assert_eq!(
-        us.requests()
-            .iter()
-            .filter(|r| r.body.windows(9).any(|w| w == b"in flight"))
-            .count(),
-        0
-    );
-
-    let elapsed = wait_reload_log(&p, "file_change")
-        .await
-        .unwrap_or_else(|| panic!("no \"config reloaded\" line for file_change:\n{}", p.stderr()));
-    assert_eq!(reload_count(&p, "success").await, 1.0);
-    println!(
-        "RELOAD file_change: write -> first request on new config {:.1} ms; reload itself elapsed_ms={elapsed:.3}",
-        routed.as_secs_f64() * 1000.0
-    );
-}
-
-/// The "config reloaded" log lines so far.
-fn reloaded_lines(stderr: &str) -> Vec<Value> {
-    json_lines(stderr)
-        .into_iter()
-        .filter(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("config reloaded"))
-        })
-        .collect()
-}
-
-/// Writes `text` as the whole config file, sends SIGHUP (a rewrite of the same size within
-/// the file's mtime granularity is not seen by the watcher) and waits for the reload; its line.
-async fn reload_to(p: &Proc, text: &str) -> Value {
-    let before = reloaded_lines(&p.stderr()).len();
-    std::fs::write(&p.config, text).unwrap();
-    p.signal("HUP");
-    assert!(
-        eventually(Duration::from_secs(5), || reloaded_lines(&p.stderr()).len()
-            > before)
-        .await,
-        "no reload:\n{}",
-        p.stderr()
-    );
-    reloaded_lines(&p.stderr()).pop().unwrap()
-}
-
-/// A reload that leaves the upstream settings alone (here it changes `max_body_bytes`) keeps the
-/// pool and its warm connection: the mock sees no second connection. One that changes them (the
-/// pool size) builds a new pool for new requests, and the old pool's connection is closed once
-/// no request uses it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_keeps_the_upstream_pool_unless_its_settings_change() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-pool");
-    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let chat = || async { p.chat(&[], &chat_body(false, "pool")).await };
-    assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
-    assert_eq!(eu.connections(), 1);
-
-    let kept = reload_to(
-        &p,
-        &config_text(&format!(
-            "[limits]\nmax_body_bytes = 1000000\n{}",
-            reload_body(&eu, &us, "eu")
-        )),
-    )
-    .await;
-    for _ in 0..3 {
-        assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
-    }
-    assert_eq!(
-        eu.connections(),
-        1,
-        "the reload dropped the warm upstream connection"
-    );
-    assert_eq!(kept["upstream_pool"], "kept", "{kept}");
-
-    let body = format!(
-        "[log]\nformat = \"json\"\n{}pool_max_idle_per_host = 7\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
-    );
-    let rebuilt = reload_to(&p, &config_text(&body)).await;
-    assert_eq!(rebuilt["upstream_pool"], "rebuilt", "{rebuilt}");
-    assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
-    assert_eq!(eu.connections(), 2, "new requests use the new pool");
-    assert!(
-        eventually(Duration::from_secs(3), || eu.open_connections() == 1).await,
-        "the old pool's connection is still open ({} open)",
-        eu.open_connections()
-    );
-}
-
-/// A reload that changes a startup-only key names it in the log and in a metric, and the
-/// process keeps running as it started (here: still on its first listener).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_names_startup_only_changes() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-startup");
-    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    // Each row: the changed text and the key the log must name.
-    let rows: [(&str, &str); 4] = [
-        (
-            "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:0\"\n",
-            "listen",
-        ),
-        (
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 3\n",
-            "workers",
-        ),
-        (
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[limits]\nmax_connections = 5\n",
-            "limits.max_connections",
-        ),
-        (
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[timeouts]\nrequest_header_secs = 3\n",
-            "timeouts.request_header_secs",
-        ),
-    ];
-    for (head, key) in rows {
-        reload_to(&p, &format!("{head}{}", reload_body(&eu, &us, "eu"))).await;
-        let said = format!("`{key}` changed: takes effect at restart");
-        assert!(p.stderr().contains(&said), "no {said:?} in:\n{}", p.stderr());
-        let text = p.metrics().await;
-        let n = sample(
-            &parse_metrics(&text),
-            "residency_proxy_config_restart_required_total",
-            &[("key", key)],
-        )
-        .map_or(0.0, |s| s.value);
-        assert!(n >= 1.0, "{key}: not counted:\n{text}");
-    }
-    // Still serving where it started, on the reloaded config.
-    let r = p.chat(&[], &chat_body(false, "after")).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    // One reload a row at least (the file watcher may see a rewrite too).
-    assert!(reload_count(&p, "success").await >= 4.0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_on_sighup() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-hup");
-    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let r = p.chat(&[], &chat_body(false, "before")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
-
-    // Change the file but keep its modification time and size, so only SIGHUP can notice.
-    let mtime = std::fs::metadata(&p.config).unwrap().modified().unwrap();
-    let new = reload_body(&eu, &us, "us");
-    assert_eq!(new.len(), reload_body(&eu, &us, "eu").len());
-    p.rewrite_config(&new);
-    let f = std::fs::File::options().write(true).open(&p.config).unwrap();
-    f.set_modified(mtime).unwrap();
-    drop(f);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = p.chat(&[], &chat_body(false, "still eu")).await;
-    assert_eq!(
-        r.header("x-mock-upstream"),
-        Some("eu"),
-        "no reload without a trigger: {r:?}"
-    );
-
-    let sent = Instant::now();
-    p.signal("HUP");
-    let mut routed = None;
-    while sent.elapsed() < Duration::from_secs(3) {
-        let r = p.chat(&[], &chat_body(false, "after")).await;
-        if r.header("x-mock-upstream") == Some("us") {
-            routed = Some(sent.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let routed =
-        routed.unwrap_or_else(|| panic!("SIGHUP did not reload within 3 s; stderr:\n{}", p.stderr()));
-    let elapsed = wait_reload_log(&p, "sighup")
-        .await
-        .unwrap_or_else(|| panic!("no \"config reloaded\" line for sighup:\n{}", p.stderr()));
-    assert_eq!(reload_count(&p, "success").await, 1.0);
-    println!(
-        "RELOAD sighup: signal -> first request on new config {:.1} ms; reload itself elapsed_ms={elapsed:.3}",
-        routed.as_secs_f64() * 1000.0
-    );
-}
-
-/// The Kubernetes ConfigMap layout: `config.toml -> ..data/config.toml`, `..data -> ..TS`;
-/// an update writes a new `..TS2` directory and renames a new `..data` link over the old one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_follows_a_configmap_symlink_swap() {
-    use std::os::unix::fs::symlink;
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-cm");
-    let cm = dir.path().join("cm");
-    std::fs::create_dir_all(cm.join("..2026_01_01")).unwrap();
-    std::fs::write(
-        cm.join("..2026_01_01/config.toml"),
-        config_text(&reload_body(&eu, &us, "eu")),
-    )
-    .unwrap();
-    symlink("..2026_01_01", cm.join("..data")).unwrap();
-    symlink("..data/config.toml", cm.join("config.toml")).unwrap();
-    let p = Proc::start_at(&dir, "a", cm.join("config.toml"), &[]).await;
-    let r = p.chat(&[], &chat_body(false, "before")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
-
-    std::fs::create_dir_all(cm.join("..2026_01_02")).unwrap();
-    std::fs::write(
-        cm.join("..2026_01_02/config.toml"),
-        config_text(&reload_body(&eu, &us, "us")),
-    )
-    .unwrap();
-    symlink("..2026_01_02", cm.join("..data_tmp")).unwrap();
-    let swapped = Instant::now();
-    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
-    std::fs::remove_dir_all(cm.join("..2026_01_01")).unwrap();
-    let mut routed = None;
-    while swapped.elapsed() < Duration::from_secs(3) {
-        let r = p.chat(&[], &chat_body(false, "after")).await;
-        if r.header("x-mock-upstream") == Some("us") {
-            routed = Some(swapped.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let routed = routed.unwrap_or_else(|| {
-        panic!(
-            "the ConfigMap symlink swap was not picked up within 3 s; stderr:\n{}",
-            p.stderr()
-        )
-    });
-    assert!(
-        wait_reload_log(&p, "file_change").await.is_some(),
-        "{}",
-        p.stderr()
-    );
-    println!(
-        "RELOAD configmap swap: swap -> first request on new config {:.1} ms",
-        routed.as_secs_f64() * 1000.0
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-reload-bad");
-    let p = Proc::start(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let r = p.chat(&[], &chat_body(false, "before")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("eu"));
-
-    p.rewrite_config(&reload_body(&eu, &us, "uk"));
-    let mut failures = 0.0;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        failures = reload_count(&p, "failure").await;
-        if failures >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        failures,
-        1.0,
-        "reload failure not counted; stderr:\n{}",
-        p.stderr()
-    );
-    let text = p.metrics().await;
-    let s = parse_metrics(&text);
-    assert_eq!(
-        sample(&s, "residency_proxy_config_last_reload_success", &[]).map(|x| x.value),
-        Some(0.0),
-        "{text}"
-    );
-    assert_eq!(reload_count(&p, "success").await, 0.0);
-    // The old config keeps serving.
-    for _ in 0..3 {
-        let r = p.chat(&[], &chat_body(false, "still")).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
-        r.assert_residency("allow", "app", "eu");
-    }
-    assert_eq!(us.request_count(), 0);
-    let r = p.admin_get("/readyz").await;
-    assert_eq!(r.status, 200, "still ready on the old config");
-    // The problem is logged, naming the bad value.
-    let stderr = p.stderr();
-    let logged = json_lines(&stderr).into_iter().any(|l| {
-        let s = l.to_string();
-        l["level"]
-            .as_str()
-            .is_some_and(|lv| lv.eq_ignore_ascii_case("error"))
-            && s.contains("uk")
-    });
-    assert!(logged, "no error log naming the problem:\n{stderr}");
-
-    // A fixed config is taken again and the gauge recovers.
-    p.rewrite_config(&reload_body(&eu, &us, "us"));
-    assert!(
-        {
-            let mut ok = false;
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if reload_count(&p, "success").await >= 1.0 {
-                    ok = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            ok
-        },
-        "the fixed config was not loaded; stderr:\n{}",
-        p.stderr()
-    );
-    let s = parse_metrics(&p.metrics().await);
-    assert_eq!(
-        sample(&s, "residency_proxy_config_last_reload_success", &[]).map(|x| x.value),
-        Some(1.0)
-    );
-    let r = p.chat(&[], &chat_body(false, "now us")).await;
-    assert_eq!(r.header("x-mock-upstream"), Some("us"), "{r:?}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// 5. Graceful shutdown
+// 4. Graceful shutdown
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-term");
-    let body = format!(
-        "[timeouts]\nshutdown_grace_secs = 8\nshutdown_drain_delay_secs = 0\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
+    let body = app_config(
+        &eu,
+        &us,
+        "[timeouts]\nshutdown_grace_secs = 8\nshutdown_drain_delay_secs = 0\n",
     );
-    let mut p = Proc::start(&dir, "a", &body, &[]).await;
+    let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let req = build_request(
         p.addr,
         "POST",
@@ -1261,11 +549,8 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
         "the in-flight stream was cut by shutdown after {:?}: {text:?}",
         t0.elapsed()
     );
-    let st = p
-        .wait_exit(Duration::from_secs(9))
-        .await
-        .expect("exit within the grace period");
-    assert_eq!(st.code(), Some(0), "{st:?}; stderr:\n{}", p.stderr());
+    p.assert_exits_zero(Duration::from_secs(9), "exit within the grace period")
+        .await;
     println!(
         "SHUTDOWN: stream drained and process exited {:?} after SIGTERM",
         t0.elapsed()
@@ -1276,12 +561,12 @@ async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
 async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-term-hang");
-    let body = format!(
-        "[timeouts]\nshutdown_grace_secs = 1\nshutdown_drain_delay_secs = 0\nupstream_response_secs = 60\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
+    let body = app_config(
+        &eu,
+        &us,
+        "[timeouts]\nshutdown_grace_secs = 1\nshutdown_drain_delay_secs = 0\nupstream_response_secs = 60\n",
     );
-    let mut p = Proc::start(&dir, "a", &body, &[]).await;
+    let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let req = build_request(
         p.addr,
         "POST",
@@ -1316,19 +601,15 @@ async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Timeouts and limits
+// 5. Timeouts and limits
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_response_timeout_is_504() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-504");
-    let body = format!(
-        "[timeouts]\nupstream_response_secs = 1\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
-    );
-    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let body = app_config(&eu, &us, "[timeouts]\nupstream_response_secs = 1\n");
+    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let t0 = Instant::now();
     let r = p
         .chat(&[("x-mock-behavior", "hang")], &chat_body(false, "hang"))
@@ -1347,12 +628,12 @@ async fn upstream_response_timeout_is_504() {
 async fn concurrency_limit_is_503() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-503");
-    let body = format!(
-        "[limits]\nmax_concurrent_requests = 1\n[timeouts]\nupstream_response_secs = 30\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
+    let body = app_config(
+        &eu,
+        &us,
+        "[limits]\nmax_concurrent_requests = 1\n[timeouts]\nupstream_response_secs = 30\n",
     );
-    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let req = build_request(
         p.addr,
         "POST",
@@ -1385,12 +666,8 @@ async fn concurrency_limit_is_503() {
 async fn concurrency_limit_counts_a_streaming_response_until_it_ends() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-503-stream");
-    let body = format!(
-        "[limits]\nmax_concurrent_requests = 1\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
-    );
-    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let body = app_config(&eu, &us, "[limits]\nmax_concurrent_requests = 1\n");
+    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let req = build_request(
         p.addr,
         "POST",
@@ -1423,12 +700,8 @@ async fn concurrency_limit_counts_a_streaming_response_until_it_ends() {
 async fn stalled_request_body_is_400_after_request_body_secs() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-body-timeout");
-    let body = format!(
-        "[timeouts]\nrequest_body_secs = 1\n{}\n{}",
-        upstream(&eu, &us),
-        app_project("eu")
-    );
-    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let body = app_config(&eu, &us, "[timeouts]\nrequest_body_secs = 1\n");
+    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n",
@@ -1456,13 +729,7 @@ async fn stalled_request_body_is_400_after_request_body_secs() {
 async fn oversized_request_head_is_refused() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-head");
-    let p = Proc::start(
-        &dir,
-        "a",
-        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
-        &[],
-    )
-    .await;
+    let p = Proxy::start_in(&dir, "a", &app_config(&eu, &us, ""), &[]).await;
     let mut head = format!("GET /v1/models HTTP/1.1\r\nHost: {}\r\n", p.addr);
     let pad = "a".repeat(1000);
     for i in 0..70 {
@@ -1493,42 +760,8 @@ async fn oversized_request_head_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. TLS on the listener
+// 6. TLS on the listener
 // ---------------------------------------------------------------------------------------------
-
-struct TestCert {
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-fn write_cert(cert: &Path, key: &Path) -> TestCert {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    std::fs::write(cert, ck.cert.pem()).unwrap();
-    std::fs::write(key, ck.signing_key.serialize_pem()).unwrap();
-    TestCert {
-        der: ck.cert.der().clone(),
-    }
-}
-
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-async fn tls_connect(addr: SocketAddr, trust: &TestCert, alpn: &[u8]) -> std::io::Result<Tls> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.der.clone()).unwrap();
-    let mut cfg =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
-        .await
-        .map_err(|_| std::io::Error::other("TLS handshake timed out"))?
-}
 
 /// Sends one chat request over `tls` with HTTP/1.1 or HTTP/2 (per the negotiated ALPN);
 /// returns status, `x-mock-upstream`, `x-residency-decision`, body.
@@ -1569,15 +802,17 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
     let dir = TempDir::new("ops-tls");
     let cert = dir.path().join("tls.crt");
     let key = dir.path().join("tls.key");
-    let first = write_cert(&cert, &key);
-    let body = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n{}\n{}",
-        cert.display(),
-        key.display(),
-        upstream(&eu, &us),
-        app_project("eu")
+    let first = TestCert::server(&cert, &key);
+    let body = app_config(
+        &eu,
+        &us,
+        &format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
     );
-    let p = Proc::start(&dir, "a", &body, &[]).await;
+    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
 
     let tls = tls_connect(p.addr, &first, b"http/1.1")
         .await
@@ -1589,7 +824,7 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
     assert_eq!(decision.as_deref(), Some("allow"));
 
     // A renewed certificate, picked up by a reload: new connections see it.
-    let second = write_cert(&cert, &key);
+    let second = TestCert::server(&cert, &key);
     p.signal("HUP");
     let t0 = Instant::now();
     let mut new_ok = false;
@@ -1651,7 +886,7 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 8. Shared gateway: client keys
+// 7. Shared gateway: client keys
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1666,11 +901,11 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
         "[auth]\nrequire_client_key = true\n{}\n\
          [[projects]]\nname = \"gw-eu\"\nregion = \"eu\"\nretention = \"zdr\"\napi_key_sha256 = [\"{}\"]\nupstream_api_key_env = \"RP_OPS_GW_EU\"\n\
          [[projects]]\nname = \"gw-us\"\nregion = \"us\"\nretention = \"zdr\"\ndefault = true\napi_key_sha256 = [\"{}\"]\nupstream_api_key_env = \"RP_OPS_GW_US\"\n",
-        upstream(&eu, &us),
+        upstream_table(&eu, &us),
         sha256_hex(KEY_EU),
         sha256_hex(KEY_US)
     );
-    let p = Proc::start(
+    let p = Proxy::start_in(
         &dir,
         "a",
         &body,
@@ -1760,27 +995,21 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
 }
 
 // ---------------------------------------------------------------------------------------------
-// 9. Idle memory
+// 8. Idle memory
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_rss_is_small() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("ops-rss");
-    let p = Proc::start(
-        &dir,
-        "a",
-        &format!("{}\n{}", upstream(&eu, &us), app_project("eu")),
-        &[],
-    )
-    .await;
+    let p = Proxy::start_in(&dir, "a", &app_config(&eu, &us, ""), &[]).await;
     for i in 0..20 {
         let r = p.chat(&[], &chat_body(i % 2 == 0, "rss")).await;
         assert_eq!(r.status, 200);
     }
     let _ = p.metrics().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -4,10 +4,10 @@
 //! same rule and, for a refusal, the same status and error code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 const RESPONSES: &str = "/v1/responses";
@@ -365,9 +365,7 @@ async fn serve_and_explain_decide_alike_on_the_corpus() {
         if with_body {
             args.extend(["--body", "-"]);
         }
-        let keys = standard_env();
-        let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let o = run(&args, &keys, with_body.then_some(&c.body[..]));
+        let o = run(&args, &standard_env(), with_body.then_some(&c.body[..]));
         let v: Value = match serde_json::from_slice(&o.stdout) {
             Ok(v) => v,
             Err(e) => {

@@ -1,10 +1,10 @@
 //! Region routing and project selection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::json;
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 

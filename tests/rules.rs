@@ -2,10 +2,10 @@
 //! request went (a denied request must reach no upstream).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
+use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
 const RESPONSES: &str = "/v1/responses";

@@ -8,14 +8,15 @@
 //! (`CI` set) and is skipped with a message elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/mod.rs"]
 mod support;
 
 use mock_openai::{MockUpstream, Recorded};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use support::{in_ci, two_project_config, Proxy, TempDir, EU_MAM_PROJECT, EU_PROJECT, US_PROJECT};
+use support::{
+    in_ci, mocks, two_project_config, Proxy, TempDir, TestCert, EU_MAM_PROJECT, EU_PROJECT, US_PROJECT,
+};
 
 const API_KEY: &str = "sk-test-sdk-client-key";
 
@@ -135,21 +136,16 @@ struct Setup {
 }
 
 async fn setup(tls: bool) -> Setup {
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
+    let (eu, us) = mocks().await;
     let (extra, tls_dir, ca_file) = if tls {
         let dir = TempDir::new("tls");
-        let (cert, key) = self_signed_cert(dir.path());
-        let extra = format!(
-            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
-        (extra, Some(dir), Some(cert))
+        // The SDKs (OpenSSL underneath) trust it as their CA file.
+        let cert = TestCert::self_signed_ca(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+        (cert.tls_table(), Some(dir), Some(cert.cert))
     } else {
         (String::new(), None, None)
     };
-    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), &extra));
+    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), &extra), &[]).await;
     Setup {
         eu,
         us,
@@ -158,45 +154,6 @@ async fn setup(tls: bool) -> Setup {
         ca_file,
         _tls_dir: tls_dir,
     }
-}
-
-/// A self-signed certificate for 127.0.0.1/localhost (openssl CLI), which the clients trust
-/// as their CA.
-fn self_signed_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ])
-        .output()
-        .expect("run openssl (needed to make a test certificate)");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
 }
 
 struct Run {

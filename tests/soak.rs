@@ -11,14 +11,14 @@
 //! 15.6 MiB before the load, 18.7–19.6 MiB throughout (peak 19.6 MiB), 19.2 MiB at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use tokio::io::AsyncWriteExt;
 
 const WORKERS: usize = 6;
@@ -193,7 +193,7 @@ async fn worker(
                 Some(c) => c,
                 None => Conn::open(addr, b"").await,
             };
-            if c.stream.write_all(&req).await.is_err() {
+            if c.stream().write_all(&req).await.is_err() {
                 continue;
             }
             match tokio::time::timeout(Duration::from_secs(20), c.response(false)).await {
@@ -226,7 +226,7 @@ async fn soak_rss_stays_bounded() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let env = Env::standard().await;
-    let pid = env.proxy.pid().unwrap();
+    let pid = env.proxy.pid();
     let addr = env.proxy.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));

@@ -5,11 +5,10 @@
 
 mod support;
 
-use mock_openai::MockUpstream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{in_ci, two_project_config, Proxy, TempDir, EU_PROJECT};
+use support::{in_ci, mocks, two_project_config, Proxy, TempDir, EU_PROJECT};
 
 fn chromium() -> Option<PathBuf> {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -96,9 +95,8 @@ async fn status_page_renders_in_a_real_browser_and_counts_move() {
         eprintln!("SKIPPED status_page_renders_in_a_real_browser_and_counts_move: chromium is not installed (apt-get install chromium); CI runs it");
         return;
     };
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
-    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), ""));
+    let (eu, us) = mocks().await;
+    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), ""), &[]).await;
     let page = format!("{}/", proxy.admin_url());
 
     let before = tokio::task::spawn_blocking({
@@ -150,13 +148,16 @@ async fn status_page_renders_in_a_real_browser_and_counts_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edition_is_named_in_metrics_start_log_and_status_page() {
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
-    let proxy = Proxy::start(&two_project_config(
-        &eu.base_url(),
-        &us.base_url(),
-        "[catalog]\nedition = \"seed-004\"\n",
-    ));
+    let (eu, us) = mocks().await;
+    let proxy = Proxy::start(
+        &two_project_config(
+            &eu.base_url(),
+            &us.base_url(),
+            "[catalog]\nedition = \"seed-004\"\n",
+        ),
+        &[],
+    )
+    .await;
     let metrics = proxy.metrics().await;
     assert!(
         metrics.contains("residency_proxy_catalog_info{edition=\"seed-004\",date=\"2026-11-22\"} 1"),

@@ -10,19 +10,14 @@
 // Test plumbing: a websocket error is large, and a multipart part is a tuple on purpose.
 #![allow(clippy::result_large_err, clippy::type_complexity)]
 
-#[path = "support/mod.rs"]
 mod support;
 
-use mock_openai::MockUpstream;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{
-    http1_request, read_response, two_project_config, HashingUpstream, Proxy, RawResponse, TempDir,
-    UpstreamEvent, WatchingUpstream, EU_PROJECT, REALTIME_MODEL, US_PROJECT,
-};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Error as WsError, Message, WebSocket};
@@ -30,9 +25,8 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Error as W
 const CHAT_MODEL: &str = "gpt-4o-2024-08-06";
 
 async fn mocks_and_proxy() -> (MockUpstream, MockUpstream, Proxy) {
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
-    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), ""));
+    let (eu, us) = mocks().await;
+    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), ""), &[]).await;
     (eu, us, proxy)
 }
 
@@ -45,7 +39,7 @@ fn chat_body(content: &str, stream: bool) -> String {
     .to_string()
 }
 
-fn assert_denied(res: &RawResponse, what: &str) {
+fn assert_denied(res: &Resp, what: &str) {
     assert_eq!(res.status, 403, "{what}: status; body {}", res.text());
     assert_eq!(
         res.header("x-should-retry"),
@@ -86,7 +80,8 @@ async fn send_and_time_stream(
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
     stream
-        .write_all(&support::request_bytes(
+        .write_all(&build_request(
+            addr,
             "POST",
             "/v1/chat/completions",
             headers,
@@ -196,11 +191,12 @@ async fn sse_events_reach_the_client_while_the_upstream_is_still_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     let mut up = WatchingUpstream::start(Duration::from_millis(100), 300).await;
-    let proxy = Proxy::start(&two_project_config(&up.base_url(), &up.base_url(), ""));
+    let proxy = Proxy::start(&two_project_config(&up.base_url(), &up.base_url(), ""), &[]).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let body = chat_body("cancel me", true);
     stream
-        .write_all(&support::request_bytes(
+        .write_all(&build_request(
+            proxy.addr,
             "POST",
             "/v1/chat/completions",
             &[("Content-Type", "application/json")],
@@ -394,7 +390,7 @@ async fn expect_ws_denied(proxy: &Proxy, project: &str, model: &str, what: &'sta
     })
     .await
     .unwrap();
-    let raw = RawResponse {
+    let raw = Resp {
         status: res.status().as_u16(),
         version: format!("{:?}", res.version()),
         headers: res
@@ -403,6 +399,7 @@ async fn expect_ws_denied(proxy: &Proxy, project: &str, model: &str, what: &'sta
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
         body: res.body().clone().unwrap_or_default(),
+        chunked: false,
     };
     assert_denied(&raw, what);
 }
@@ -557,7 +554,7 @@ async fn a_256_mib_file_upload_streams_through_in_bounded_memory() {
     let total = upload.total();
     let check = upload.clone();
     let up = HashingUpstream::start_with(Some(Arc::new(move |at, data: &[u8]| check.check(at, data)))).await;
-    let proxy = Proxy::start(&two_project_config(&up.base_url(), &up.base_url(), ""));
+    let proxy = Proxy::start(&two_project_config(&up.base_url(), &up.base_url(), ""), &[]).await;
     let (rss_before, _) = proxy.memory_kib();
 
     // Sample the proxy's RSS while the upload runs.
@@ -743,7 +740,8 @@ async fn http1_keep_alive_serves_many_requests_on_one_connection() {
         ("GET", "/v1/models/gpt-4o-2024-08-06", "", 200),
     ];
     for (i, (method, path, body, want)) in steps.iter().enumerate() {
-        let req = support::request_bytes(
+        let req = build_request(
+            proxy.addr,
             method,
             path,
             &[("Content-Type", "application/json")],
@@ -763,8 +761,9 @@ async fn http1_keep_alive_serves_many_requests_on_one_connection() {
         );
     }
     // Pipelined: two requests written at once, answered in order.
-    let mut two = support::request_bytes("GET", "/v1/models", &[], b"");
-    two.extend(support::request_bytes(
+    let mut two = build_request(proxy.addr, "GET", "/v1/models", &[], b"");
+    two.extend(build_request(
+        proxy.addr,
         "POST",
         "/v1/embeddings",
         &[("Content-Type", "application/json")],
@@ -1014,44 +1013,14 @@ async fn chunked_request_bodies_are_inspected_and_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listener_serves_http1_and_h2_by_alpn() {
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
+    let (eu, us) = mocks().await;
     let dir = TempDir::new("tls-transport");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let extra = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
-    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), &extra));
+    // curl (OpenSSL underneath) trusts it as its CA file.
+    let cert = TestCert::self_signed_ca(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+    let extra = cert.tls_table();
+    let proxy = Proxy::start(&two_project_config(&eu.base_url(), &us.base_url(), &extra), &[]).await;
     let url = format!("https://127.0.0.1:{}/v1/chat/completions", proxy.addr.port());
-    let cacert = cert.display().to_string();
+    let cacert = cert.cert.display().to_string();
     for (flag, want) in [("--http1.1", "HTTP/1.1 200"), ("--http2", "HTTP/2 200")] {
         let Some((head, body)) = curl(&[
             flag,
@@ -1076,7 +1045,7 @@ async fn tls_listener_serves_http1_and_h2_by_alpn() {
     let plain = TcpStream::connect(proxy.addr).await.unwrap();
     let mut conn = BufReader::new(plain);
     conn.get_mut()
-        .write_all(&support::request_bytes("GET", "/v1/models", &[], b""))
+        .write_all(&build_request(proxy.addr, "GET", "/v1/models", &[], b""))
         .await
         .unwrap();
     let r = tokio::time::timeout(Duration::from_secs(15), read_response(&mut conn, false)).await;

@@ -4,11 +4,9 @@
 //! (status, error code, and nothing at all reaching any upstream) or a forward (the one
 //! mock of the expected region received exactly one request with exactly this path and body).
 //! Failures are collected so one run shows every case that is wrong, not just the first.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
-use crate::common::*;
+use super::*;
 
 /// What must happen to a case.
 #[derive(Debug, Clone)]
@@ -247,8 +245,7 @@ pub async fn assert_healthy(env: &Env) {
 /// The standard projects plus `glob-zdr` (region global, ZDR, selected by `proj_glob`), whose
 /// traffic goes to the `us` mock: images edits are offered only there.
 pub async fn env_with(tables: &str) -> Env {
-    let eu = MockUpstream::start("eu").await;
-    let us = MockUpstream::start("us").await;
+    let (eu, us) = mocks().await;
     let body = format!(
         "[upstream]\nbase_urls = {{ eu = \"{}\", us = \"{}\", global = \"{}\" }}\n\n{tables}\n{}\n\
 [[projects]]\nname = \"glob-zdr\"\nregion = \"global\"\nretention = \"zdr\"\nopenai_project = \"proj_glob\"\n",
