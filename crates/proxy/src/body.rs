@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::pool::{PoolBody, PooledBody};
 pub use crate::BoxError;
 
 pub enum ProxyBody {
@@ -25,7 +26,7 @@ pub enum ProxyBody {
     },
     Incoming(Incoming),
     /// An upstream HTTP/1.1 response, which gives its connection back to the pool at its end.
-    Pooled(crate::pool::PooledBody),
+    Pooled(PooledBody<ProxyBody>),
     /// A client's request body streamed upstream uninspected, ended when it goes silent.
     Upload(Box<IdleTimed<Incoming>>),
     /// An upload watched as a possible batch input (see `crate::batch`).
@@ -48,6 +49,24 @@ impl ProxyBody {
             chunks: chunks.into_iter(),
             remaining,
         }
+    }
+}
+
+impl PoolBody for ProxyBody {
+    fn empty() -> Self {
+        ProxyBody::Empty
+    }
+
+    fn is_empty_body(&self) -> bool {
+        matches!(self, ProxyBody::Empty)
+    }
+
+    fn incoming(body: Incoming) -> Self {
+        ProxyBody::Incoming(body)
+    }
+
+    fn pooled(body: PooledBody<Self>) -> Self {
+        ProxyBody::Pooled(body)
     }
 }
 

@@ -55,22 +55,47 @@ impl tower::Service<http::Uri> for Connector {
 }
 
 /// The connector: TCP (direct or tunnelled), then TLS for `https` origins.
-pub fn connector(config: &Config) -> Result<Https, String> {
+/// Why the upstream connector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// `upstream.ca_file` is unreadable or not PEM.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// A certificate in `upstream.ca_file` is not a usable root.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaCert {
+        path: std::path::PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
+pub fn connector(config: &Config) -> Result<Https, ConnectorError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &config.upstream_ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+        let unreadable = |source| ConnectorError::CaFile {
+            path: path.clone(),
+            source,
+        };
+        let pem = std::fs::read(path).map_err(unreadable)?;
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
             roots
-                .add(cert)
-                .map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+                .add(cert.map_err(unreadable)?)
+                .map_err(|source| ConnectorError::CaCert {
+                    path: path.clone(),
+                    source,
+                })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(ConnectorError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth();
 

@@ -41,6 +41,37 @@ pub fn run(
     }
 }
 
+/// Why `explain` could not decide (exit 2): the config, or the request given on the command line.
+#[derive(Debug, thiserror::Error)]
+enum ExplainError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("invalid method")]
+    Method,
+    #[error("invalid path {0:?}")]
+    Path(String),
+    #[error("header {0:?} is not `Name: value`")]
+    HeaderShape(String),
+    #[error("invalid header name in {0:?}")]
+    HeaderName(String),
+    #[error("invalid header value in {0:?}")]
+    HeaderValue(String),
+    #[error("reading standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Body {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no project named {0:?}")]
+    NoProject(String),
+    /// The one project `--project` selects does not make a valid project set.
+    #[error("{}", .0.join("; "))]
+    Project(Vec<String>),
+}
+
 /// What `explain` prints, in its documented key order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -82,22 +113,21 @@ fn explain(
     body: Option<&Path>,
     method: &str,
     path: &str,
-) -> Result<Explanation, String> {
+) -> Result<Explanation, ExplainError> {
     // Offline: upstream keys are never read, so explain runs without production secrets.
-    let config = Config::load_offline(config).map_err(|e| e.to_string())?;
+    let config = Config::load_offline(config)?;
     let snap = Snapshot::new(config)?;
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| "invalid method".to_string())?;
-    let uri: Uri = path.parse().map_err(|_| format!("invalid path {path:?}"))?;
+    let method =
+        Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| ExplainError::Method)?;
+    let uri: Uri = path.parse().map_err(|_| ExplainError::Path(path.into()))?;
     let mut headers = HeaderMap::new();
     for h in raw_headers {
         let (name, value) = h
             .split_once(':')
-            .ok_or_else(|| format!("header {h:?} is not `Name: value`"))?;
+            .ok_or_else(|| ExplainError::HeaderShape(h.clone()))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("invalid header name in {h:?}"))?;
-        let value =
-            HeaderValue::from_str(value.trim()).map_err(|_| format!("invalid header value in {h:?}"))?;
+            .map_err(|_| ExplainError::HeaderName(h.clone()))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| ExplainError::HeaderValue(h.clone()))?;
         headers.append(name, value);
     }
     let body = match body {
@@ -106,12 +136,15 @@ fn explain(
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| format!("reading standard input: {e}"))?;
+                .map_err(ExplainError::Stdin)?;
             Some(Bytes::from(buf))
         }
-        Some(p) => Some(Bytes::from(
-            std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
+        Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|source| {
+            ExplainError::Body {
+                path: p.to_path_buf(),
+                source,
+            }
+        })?)),
     };
     let mut req = Request::new(body);
     *req.method_mut() = method;
@@ -128,7 +161,7 @@ fn explain(
         .projects
         .iter()
         .position(|p| p.name == name)
-        .ok_or_else(|| format!("no project named {name:?}"))?;
+        .ok_or_else(|| ExplainError::NoProject(name.into()))?;
     let mut forced = snap.config.clone();
     forced.projects = policy::ProjectSet::new(vec![policy::Project {
         default: true,
@@ -136,7 +169,7 @@ fn explain(
         openai_project: None,
         ..snap.config.projects.projects[idx].clone()
     }])
-    .map_err(|e| e.join("; "))?;
+    .map_err(ExplainError::Project)?;
     forced.upstreams = vec![snap.config.upstreams[idx].clone()];
     let forced = Snapshot::new(forced)?;
     req.headers_mut().remove("openai-project");

@@ -2,6 +2,7 @@
 //! A request takes the snapshot once at its start and keeps it to the end, so a reload never
 //! changes the rules under a request in flight.
 
+use crate::body::ProxyBody;
 use crate::client;
 use crate::config::Config;
 use crate::pool::UpstreamPool;
@@ -14,7 +15,7 @@ pub struct Snapshot {
     pub config: Config,
     /// The connections to the upstreams, by project index. Shared with the next snapshot when
     /// a reload leaves [`UpstreamSettings`] as they were, so warm connections survive it.
-    pub upstream: Arc<UpstreamPool>,
+    pub upstream: Arc<UpstreamPool<ProxyBody>>,
     /// What `upstream` was built from.
     upstream_settings: UpstreamSettings,
     /// TLS for the proxy listener, when configured; reloaded with the config.
@@ -58,19 +59,30 @@ impl UpstreamSettings {
     }
 }
 
+/// Why a config could not become a snapshot: each error names the setting or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Connector(#[from] client::ConnectorError),
+    #[error(transparent)]
+    Origin(#[from] crate::pool::BadOrigin),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// The pool of every upstream origin of `config`, addressed by project index. Errors name the
 /// CA file that could not be used.
-pub fn build_pool(config: &Config) -> Result<UpstreamPool, String> {
+pub fn build_pool(config: &Config) -> Result<UpstreamPool<ProxyBody>, SnapshotError> {
     let origins = config
         .upstreams
         .iter()
         .map(|u| (u.scheme.clone(), u.authority.clone()));
-    UpstreamPool::new(
+    Ok(UpstreamPool::new(
         client::connector(config)?,
         origins,
         config.pool_max_idle_per_host,
         config.timeouts.idle,
-    )
+    )?)
 }
 
 /// Whether a reload kept the upstream pool or built a new one.
@@ -82,7 +94,7 @@ pub enum Pool {
 }
 
 impl Snapshot {
-    pub fn new(config: Config) -> Result<Snapshot, String> {
+    pub fn new(config: Config) -> Result<Snapshot, SnapshotError> {
         let settings = UpstreamSettings::of(&config);
         let upstream = Arc::new(build_pool(&config)?);
         Snapshot::with_pool(config, upstream, settings)
@@ -90,7 +102,7 @@ impl Snapshot {
 
     /// The snapshot of `config` loaded while `old` serves: `old`'s upstream pool is kept when
     /// the upstream settings did not change.
-    pub fn reloaded(config: Config, old: &Snapshot) -> Result<(Snapshot, Pool), String> {
+    pub fn reloaded(config: Config, old: &Snapshot) -> Result<(Snapshot, Pool), SnapshotError> {
         let settings = UpstreamSettings::of(&config);
         if settings == old.upstream_settings {
             let snap = Snapshot::with_pool(config, old.upstream.clone(), settings)?;
@@ -102,9 +114,9 @@ impl Snapshot {
 
     fn with_pool(
         config: Config,
-        upstream: Arc<UpstreamPool>,
+        upstream: Arc<UpstreamPool<ProxyBody>>,
         upstream_settings: UpstreamSettings,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, SnapshotError> {
         let tls = match &config.tls {
             Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::load_server_config(
                 files,

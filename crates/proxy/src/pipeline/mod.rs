@@ -10,7 +10,7 @@
 //! | [`early_request`] | the request head | `ctx.project`, `ctx.op`; may stop (framing, no project, unknown endpoint, a denial that needs no body, a websocket upgrade off the catalog's websocket endpoints) |
 //! | [`request_body`] ([`body_plan`] first, then [`decode_body`]) | head, the body when the operation's plan inspects it | the request's `Content-Encoding` (a decoded body is forwarded decoded), `ctx.model`; may stop (400/403/413/415) |
 //! | [`batch_checker`] / [`batch_verdict`] | an upload the catalog says may be a batch input, line by line | `ctx.decision` (report mode marks it); may stop (403 for a line's rule, 400 for an unreadable upload) |
-//! | [`upstream_request`] | the decision's edits | the request: URI, `Host`, hop-by-hop headers, the project's key and `OpenAI-Project`, the body as byte splices; sets `ctx.decision`. The only phase that edits the request |
+//! | [`upstream_request`] | the decision's edits | the request: URI, `Host`, hop-by-hop headers, the project's key and `OpenAI-Project`, the body as byte splices; sets `ctx.decision`. Every edit of the forwarded request but one (`request_body` drops the `Content-Encoding` of a body it decoded) |
 //! | [`response`] | the upstream's response head | the response's hop-by-hop and `x-residency-*` headers, `ctx.status`, `ctx.upstream_status`. Never the body, which streams |
 //! | [`finish`] | the whole exchange, when the response body has ended | nothing: writes the log line, the metrics and the audit record |
 //!
@@ -331,7 +331,8 @@ pub enum Outgoing {
 /// Phase 3, upstream request: builds what is forwarded: the region's URI with the same path
 /// and query (the query rewritten when the decision says so), `Host`, hop-by-hop headers
 /// removed, the project's key and `OpenAI-Project`, and the decided rewrites as byte splices.
-/// Sets `ctx.decision`. The only phase that edits the request.
+/// Sets `ctx.decision`. Every edit of the forwarded request is made here but one: [`request_body`]
+/// drops the `Content-Encoding` of a body it decoded.
 pub fn upstream_request(
     ctx: &mut Ctx,
     m: Matched,

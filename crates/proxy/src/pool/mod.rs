@@ -19,7 +19,6 @@
 //! - at most `pool_max_idle_per_host` idle connections per origin, none idle for longer than
 //!   `timeouts.idle_secs` (a background task closes expired ones).
 
-use crate::body::ProxyBody;
 use crate::client::Https;
 use crate::BoxError;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -34,6 +33,20 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// What the pool needs of the body type it carries both ways (the request bodies it sends, the
+/// response bodies it hands back). The pool is generic over it so that it does not depend on
+/// the proxy's body type, which itself holds a [`PooledBody`]: no `body` <-> `pool` cycle.
+pub trait PoolBody: Body<Data = bytes::Bytes, Error = BoxError> + Send + Unpin + Sized + 'static {
+    /// An empty body (a safe request sent again).
+    fn empty() -> Self;
+    /// Whether this is the empty body: only such a request may be sent again.
+    fn is_empty_body(&self) -> bool;
+    /// A response body read straight off its connection (HTTP/2, or a 101 upgrade).
+    fn incoming(body: Incoming) -> Self;
+    /// A response body that returns its HTTP/1.1 connection to the pool when it ends.
+    fn pooled(body: PooledBody<Self>) -> Self;
+}
 
 /// Why a request got no upstream response.
 #[derive(Debug)]
@@ -53,24 +66,32 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
+/// An upstream that cannot be an origin to connect to.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {origin}: {source}")]
+pub struct BadOrigin {
+    origin: String,
+    source: http::Error,
+}
+
 /// The pools of every upstream origin of one config snapshot.
-pub struct UpstreamPool {
+pub struct UpstreamPool<B> {
     connector: Https,
-    origins: Vec<Arc<Origin>>,
+    origins: Vec<Arc<Origin<B>>>,
     /// For each upstream given to [`UpstreamPool::new`], in that order, its origin's index:
     /// upstreams with the same origin share its connections.
     origin_of: Vec<usize>,
 }
 
 /// One upstream origin (`scheme://authority`) and its connections.
-pub struct Origin {
+pub struct Origin<B> {
     /// What the connector dials.
     target: Uri,
     scheme: Scheme,
     authority: Authority,
     max_idle: usize,
     idle_timeout: Duration,
-    state: Mutex<Idle>,
+    state: Mutex<Idle<B>>,
     /// Whether the task that closes expired idle connections runs (started on first connect,
     /// which is always inside the runtime).
     reaper: std::sync::atomic::AtomicBool,
@@ -82,21 +103,29 @@ pub struct Origin {
     speaks_h1: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Default)]
-struct Idle {
+struct Idle<B> {
     /// Most recently used last: checkout takes from the back, so the least used age out at
     /// the front.
-    h1: VecDeque<(http1::SendRequest<ProxyBody>, Instant)>,
+    h1: VecDeque<(http1::SendRequest<B>, Instant)>,
     /// An HTTP/2 connection carries every request at once; with when it was last used.
-    h2: Option<(http2::SendRequest<ProxyBody>, Instant)>,
+    h2: Option<(http2::SendRequest<B>, Instant)>,
 }
 
-enum Conn {
-    H1(http1::SendRequest<ProxyBody>),
-    H2(http2::SendRequest<ProxyBody>),
+impl<B> Default for Idle<B> {
+    fn default() -> Self {
+        Idle {
+            h1: VecDeque::new(),
+            h2: None,
+        }
+    }
 }
 
-impl UpstreamPool {
+enum Conn<B> {
+    H1(http1::SendRequest<B>),
+    H2(http2::SendRequest<B>),
+}
+
+impl<B: PoolBody> UpstreamPool<B> {
     /// One pool per distinct `(scheme, authority)` among `upstreams`; requests then name an
     /// upstream by its position in `upstreams`.
     pub fn new(
@@ -104,8 +133,8 @@ impl UpstreamPool {
         upstreams: impl IntoIterator<Item = (Scheme, Authority)>,
         max_idle: usize,
         idle_timeout: Duration,
-    ) -> Result<UpstreamPool, String> {
-        let mut pools: Vec<Arc<Origin>> = Vec::new();
+    ) -> Result<UpstreamPool<B>, BadOrigin> {
+        let mut pools: Vec<Arc<Origin<B>>> = Vec::new();
         let mut origin_of = Vec::new();
         for (scheme, authority) in upstreams {
             if let Some(i) = pools
@@ -120,7 +149,10 @@ impl UpstreamPool {
                 .authority(authority.clone())
                 .path_and_query("/")
                 .build()
-                .map_err(|e| format!("upstream {scheme}://{authority}: {e}"))?;
+                .map_err(|source| BadOrigin {
+                    origin: format!("{scheme}://{authority}"),
+                    source,
+                })?;
             origin_of.push(pools.len());
             pools.push(Arc::new(Origin {
                 target,
@@ -143,11 +175,7 @@ impl UpstreamPool {
 
     /// Sends `req` (origin-form target, `Host` set) to upstream `upstream` (its position in
     /// [`UpstreamPool::new`]): on an idle connection when there is one, else on a new one.
-    pub async fn send(
-        &self,
-        upstream: usize,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, UpstreamError> {
+    pub async fn send(&self, upstream: usize, mut req: Request<B>) -> Result<Response<B>, UpstreamError> {
         let Some(origin) = self.origin_of.get(upstream).and_then(|&i| self.origins.get(i)) else {
             return Err(UpstreamError::Connect("no such upstream".into()));
         };
@@ -201,7 +229,7 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self, origin: &Arc<Origin>) -> Result<Conn, UpstreamError> {
+    async fn connect(&self, origin: &Arc<Origin<B>>) -> Result<Conn<B>, UpstreamError> {
         use tower::ServiceExt;
         origin.start_reaper();
         let io = self
@@ -243,15 +271,15 @@ impl UpstreamPool {
 }
 
 /// A copy of `req` to send again if its connection fails, for safe methods without a body.
-fn replayable(req: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+fn replayable<B: PoolBody>(req: &Request<B>) -> Option<Request<B>> {
     let safe = matches!(
         *req.method(),
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
     );
-    if !safe || !matches!(req.body(), ProxyBody::Empty) {
+    if !safe || !req.body().is_empty_body() {
         return None;
     }
-    let mut copy = Request::new(ProxyBody::Empty);
+    let mut copy = Request::new(B::empty());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
@@ -274,7 +302,7 @@ fn closed_under_us(e: &hyper::Error) -> bool {
             })
 }
 
-impl Origin {
+impl<B: PoolBody> Origin<B> {
     /// Whether a new connection may turn out to be HTTP/2 (ALPN, so only over TLS).
     fn may_speak_h2(&self) -> bool {
         self.scheme == Scheme::HTTPS && !self.speaks_h1.load(std::sync::atomic::Ordering::Relaxed)
@@ -282,7 +310,7 @@ impl Origin {
 
     /// A connection to send on: the shared HTTP/2 one, or the most recently used idle
     /// HTTP/1.1 one that is still open and not past the idle timeout.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self) -> Option<Conn<B>> {
         let mut idle = self.state.lock().ok()?;
         let now = Instant::now();
         if let Some((h2, used)) = &mut idle.h2 {
@@ -302,7 +330,7 @@ impl Origin {
 
     /// Puts an idle HTTP/1.1 connection back, dropping the oldest past `max_idle` and any
     /// past the idle timeout.
-    fn checkin(&self, tx: http1::SendRequest<ProxyBody>) {
+    fn checkin(&self, tx: http1::SendRequest<B>) {
         let Ok(mut idle) = self.state.lock() else {
             return;
         };
@@ -319,7 +347,7 @@ impl Origin {
 
     /// Drops the connections idle for longer than the timeout: they are at the front. Dropping
     /// the last sender of an idle HTTP/1.1 connection makes hyper close it.
-    fn expire(&self, idle: &mut Idle, now: Instant) {
+    fn expire(&self, idle: &mut Idle<B>, now: Instant) {
         // Dropping the pool's HTTP/2 sender lets hyper close the connection once its streams
         // in flight are done.
         if idle
@@ -363,15 +391,13 @@ impl Origin {
     /// Sends on `conn`. On failure, the request comes back when hyper never sent it.
     async fn send_on(
         self: &Arc<Self>,
-        conn: Conn,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, (Option<Request<ProxyBody>>, hyper::Error)> {
+        conn: Conn<B>,
+        mut req: Request<B>,
+    ) -> Result<Response<B>, (Option<Request<B>>, hyper::Error)> {
         match conn {
             Conn::H1(mut tx) => match tx.try_send_request(req).await {
                 // After a 101 the connection belongs to the upgrade, not to the pool.
-                Ok(res) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                    Ok(res.map(ProxyBody::Incoming))
-                }
+                Ok(res) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => Ok(res.map(B::incoming)),
                 Ok(res) => Ok(res.map(|body| PooledBody::start(body, self, tx))),
                 Err(mut e) => Err((e.take_message(), e.into_error())),
             },
@@ -390,7 +416,7 @@ impl Origin {
                     *req.uri_mut() = uri;
                 }
                 match tx.try_send_request(req).await {
-                    Ok(res) => Ok(res.map(ProxyBody::Incoming)),
+                    Ok(res) => Ok(res.map(B::incoming)),
                     Err(mut e) => Err((e.take_message(), e.into_error())),
                 }
             }
@@ -400,7 +426,7 @@ impl Origin {
     /// Returns a connection whose response is complete: at once when hyper is ready for the
     /// next request on it, else as soon as it is (still in flight: the request body may be
     /// streaming after an early response).
-    fn release(self: &Arc<Self>, mut tx: http1::SendRequest<ProxyBody>) {
+    fn release(self: &Arc<Self>, mut tx: http1::SendRequest<B>) {
         if tx.is_ready() {
             self.checkin(tx);
         } else if !tx.is_closed() {
@@ -415,13 +441,13 @@ impl Origin {
 }
 
 /// An HTTP/1.1 response body that returns its connection to the pool when it ends.
-pub struct PooledBody {
+pub struct PooledBody<B> {
     body: Incoming,
-    back: Option<(Arc<Origin>, http1::SendRequest<ProxyBody>)>,
+    back: Option<(Arc<Origin<B>>, http1::SendRequest<B>)>,
 }
 
-impl PooledBody {
-    fn start(body: Incoming, origin: &Arc<Origin>, tx: http1::SendRequest<ProxyBody>) -> ProxyBody {
+impl<B: PoolBody> PooledBody<B> {
+    fn start(body: Incoming, origin: &Arc<Origin<B>>, tx: http1::SendRequest<B>) -> B {
         let mut pooled = PooledBody {
             body,
             back: Some((origin.clone(), tx)),
@@ -429,7 +455,7 @@ impl PooledBody {
         if pooled.body.is_end_stream() {
             pooled.release();
         }
-        ProxyBody::Pooled(pooled)
+        B::pooled(pooled)
     }
 
     fn release(&mut self) {
@@ -439,7 +465,7 @@ impl PooledBody {
     }
 }
 
-impl Body for PooledBody {
+impl<B: PoolBody> Body for PooledBody<B> {
     type Data = bytes::Bytes;
     type Error = hyper::Error;
 

@@ -1,5 +1,6 @@
 //! The pool against real upstream sockets: plain HTTP/1.1, and TLS with and without h2.
 use super::*;
+use crate::body::ProxyBody;
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +57,7 @@ async fn upstream(body: &'static str, per_conn: usize) -> (Authority, Arc<Seen>)
     (Authority::try_from(addr.to_string()).unwrap(), seen)
 }
 
-fn pool(authority: &Authority, max_idle: usize, idle: Duration) -> UpstreamPool {
+fn pool(authority: &Authority, max_idle: usize, idle: Duration) -> UpstreamPool<ProxyBody> {
     let text = "[[projects]]\nname = \"p\"\nregion = \"eu\"\nretention = \"zdr\"\ndefault = true\n";
     let config = crate::config::Config::from_toml(text, None).unwrap();
     let connector = crate::client::connector(&config).unwrap();
@@ -74,7 +75,7 @@ async fn text(res: Response<ProxyBody>) -> String {
     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
-fn idle_count(pool: &UpstreamPool) -> usize {
+fn idle_count(pool: &UpstreamPool<ProxyBody>) -> usize {
     pool.origins[0].state.lock().unwrap().h1.len()
 }
 
@@ -157,7 +158,7 @@ fn post_without_body(authority: &Authority) -> Request<ProxyBody> {
 /// A pool holding one idle connection to [`closing_upstream`] that the upstream has closed
 /// while the runtime was blocked, so hyper's connection task has not seen the close and the
 /// connection still looks ready at checkout.
-async fn pool_with_a_connection_closed_unnoticed() -> (UpstreamPool, Authority, Arc<Seen>) {
+async fn pool_with_a_connection_closed_unnoticed() -> (UpstreamPool<ProxyBody>, Authority, Arc<Seen>) {
     let (auth, seen) = closing_upstream();
     let pool = pool(&auth, 8, Duration::from_secs(60));
     assert_eq!(text(pool.send(0, get(&auth)).await.unwrap()).await, "ok");
