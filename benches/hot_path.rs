@@ -12,8 +12,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use inspect::{scan_json_checked, JsonScan, JsonSpec, Other, PathCheck, Splice, Value};
-use policy::{Catalog, CheckFacts, Facts, FieldValue, Mode, OpId, OtherValue, Project, Retention, StoreMode};
-use std::collections::HashMap;
+use policy::{Catalog, CheckFacts, Facts, FieldValue, OpId, OtherValue, Project, Retention};
 use std::hint::black_box;
 
 const FIELDS: &[&str] = &[
@@ -109,17 +108,9 @@ fn policy_ctx() -> Option<PolicyCtx> {
         .collect();
     assert_eq!(checks, consts, "chat plan checks changed");
     let project = Project {
-        name: "bench".into(),
-        region: "eu".into(),
-        retention: Retention::Zdr,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
         default: true,
-        openai_project: None,
-        api_key_sha256: Vec::new(),
-        aliases: HashMap::new(),
         image_inputs: Some(true),
-        hipaa: false,
+        ..Project::with_defaults("bench", "eu", Retention::Zdr)
     };
     Some(PolicyCtx {
         catalog,
@@ -163,6 +154,7 @@ fn decide(ctx: &PolicyCtx, scan: &JsonScan<'_>) -> policy::Decision {
         fields: &fields[..ctx.plan_fields.len()],
         markers: &scan.markers_hit,
         checks: &checks[..scan.checks.len()],
+        include: None,
     };
     policy::decide(&ctx.catalog, &ctx.project, ctx.op, &facts)
 }

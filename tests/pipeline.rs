@@ -181,6 +181,19 @@ fn corpus() -> Vec<Case> {
             RESPONSES,
             json!({"model": "gpt-4.1-2025-04-14", "input": "x", "store": false, "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}),
         ),
+        // Stateless reasoning (issue 12 item 8): the include edit, and an include it cannot edit.
+        post(
+            "encrypted_reasoning: rewrite",
+            "proj_eu_reasoning",
+            RESPONSES,
+            json!({"model": "o3-2025-04-16", "input": "x", "include": ["file_search_call.results"]}),
+        ),
+        post(
+            "encrypted_reasoning: include not an array of strings",
+            "proj_eu_reasoning",
+            RESPONSES,
+            json!({"model": "o3-2025-04-16", "input": "x", "store": false, "include": [1]}),
+        ),
         post(
             "report mode",
             "proj_eu_report",
@@ -314,6 +327,16 @@ fn corpus() -> Vec<Case> {
     cases
 }
 
+/// A project with stateless reasoning, after the standard ones.
+const REASONING_PROJECT: &str = "
+[[projects]]
+name = \"eu-reasoning\"
+region = \"eu\"
+retention = \"zdr\"
+openai_project = \"proj_eu_reasoning\"
+responses_encrypted_reasoning = true
+";
+
 /// What one side said: decision (`x-residency-decision` / explain's `decision`), rule, and the
 /// status and error code when the proxy answers itself.
 #[derive(Debug, PartialEq)]
@@ -327,7 +350,7 @@ struct Said {
 async fn serve_and_explain_decide_alike_on_the_corpus() {
     let env = Env::with(
         "[limits]\nmax_body_bytes = 65536\n",
-        &standard_projects(),
+        &format!("{}{REASONING_PROJECT}", standard_projects()),
         &standard_env(),
     )
     .await;

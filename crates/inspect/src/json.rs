@@ -868,7 +868,7 @@ fn validate_escape(b: &[u8], j: usize) -> Result<usize, JsonError> {
 }
 
 /// Appends the unescaped form of a validated string literal's content.
-fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         let Some(off) = memchr::memchr(b'\\', &raw[i..]) else {

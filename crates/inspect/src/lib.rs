@@ -9,6 +9,7 @@
 //! (duplicate keys, odd quoting, invalid UTF-8, …) is an error, never a guess.
 #![forbid(unsafe_code)]
 
+pub mod array;
 pub mod json;
 pub mod multipart;
 pub mod paths;
@@ -16,6 +17,7 @@ mod pow10;
 pub mod query;
 pub mod splice;
 
+pub use array::{string_array, NotStrings, StringArray};
 pub use json::{scan_json, scan_json_checked, JsonError, JsonScan, JsonSpec, Marker, Value};
 pub use multipart::{
     boundary_from_content_type, parse_part_headers, scan_multipart, MultipartError, MultipartScan,

@@ -54,6 +54,8 @@ pub enum FieldRole {
     WebSearch,
     /// The upload purpose, judged by [`Operation::purposes`].
     Purpose,
+    /// The array `Endpoint::encrypted_reasoning` adds its value to (Responses `include`).
+    Include,
 }
 
 /// What a marker in an [`InspectPlan`] means to the policy.
@@ -189,6 +191,19 @@ impl StatefulField {
     }
 }
 
+/// Reasoning without stored state: `value` added to the array `field` of a request whose
+/// model is one of `models`, for a project that opts in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncryptedReasoning {
+    pub field: String,
+    /// e.g. `reasoning.encrypted_content`.
+    pub value: String,
+    /// The reasoning models (exact names, after aliases).
+    pub models: Vec<String>,
+    /// Indexes into the endpoint's `stateful_fields` whose ZDR refusal points to the option.
+    pub instead_of: Vec<usize>,
+}
+
 /// How an endpoint treats `store`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreRule {
@@ -247,6 +262,8 @@ pub struct Endpoint {
     pub content_free: bool,
     /// The batches row: the endpoints (ids) a batch input line may name.
     pub batch_line_endpoints: Option<Vec<String>>,
+    /// Stateless reasoning, for projects that opt in (`responses_encrypted_reasoning`).
+    pub encrypted_reasoning: Option<EncryptedReasoning>,
     /// Ids of the [`Source`]s this row comes from.
     pub sources: Vec<String>,
     /// Models whose sources differ from the row's, with theirs.

@@ -1,6 +1,7 @@
 //! One request → allow / rewrite / deny.
 
 mod body;
+mod reasoning;
 
 use crate::catalog::{
     Catalog, CheckKind, Endpoint, FieldRole, MarkerRole, OpId, Operation, Region, StoreRule,
@@ -56,16 +57,28 @@ pub struct ModelRewrite {
     pub to: String,
 }
 
+/// The endpoint's encrypted-reasoning value is added to the include array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeRewrite {
+    /// The member was absent: it is added with the value as its one element.
+    Insert,
+    /// The member was null: it becomes an array of the value.
+    ReplaceNull,
+    /// The value is appended to the client's array (its entries kept).
+    Append,
+}
+
 /// Edits to apply to the request before forwarding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rewrites {
     pub store: Option<StoreRewrite>,
     pub model: Option<ModelRewrite>,
+    pub include: Option<IncludeRewrite>,
 }
 
 impl Rewrites {
     pub fn is_empty(&self) -> bool {
-        self.store.is_none() && self.model.is_none()
+        self.store.is_none() && self.model.is_none() && self.include.is_none()
     }
 }
 
@@ -572,10 +585,11 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
                         (
                             format!(
                                 "{shown} needs stored application state, which is not kept for \
-                                 zero-data-retention project \"{}\" ({}, {}).",
+                                 zero-data-retention project \"{}\" ({}, {}).{}",
                                 project.name,
                                 endpoint.id,
-                                region_label(project, region)
+                                region_label(project, region),
+                                reasoning::instead(endpoint, s)
                             ),
                             Some(name.to_owned()),
                         )
@@ -625,6 +639,17 @@ pub fn decide(catalog: &Catalog, project: &Project, op: OpId, facts: &Facts<'_>)
             Some(false) => {}
         }
     }
+
+    // Stateless reasoning (opt-in): the include array gets the encrypted reasoning.
+    reasoning::include(
+        &mut acc,
+        &mut rewrites,
+        project,
+        endpoint,
+        plan,
+        facts,
+        model_used,
+    );
 
     // image_input (markers; always_image_input was checked without the body).
     if !endpoint.always_image_input && !image_inputs(project, region) {

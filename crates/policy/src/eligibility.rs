@@ -213,6 +213,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
                 fields,
                 markers,
                 checks: &[],
+                include: None,
             },
         )
     };
@@ -232,6 +233,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
                 fields,
                 markers: &no_markers,
                 checks: &checks,
+                include: None,
             },
         )
     };
@@ -254,6 +256,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
                             fields: &fields,
                             markers: &no_markers,
                             checks: &model_hit(n_checks, model_check, m),
+                            include: None,
                         },
                     ),
                 };
@@ -414,6 +417,7 @@ fn purposes(
                     fields: &fields,
                     markers: &[],
                     checks: &[],
+                    include: None,
                 },
             );
             PurposeOutcome {

@@ -22,6 +22,18 @@ pub struct Facts<'a> {
     pub markers: &'a [bool],
     /// `checks[i]` answers `plan.checks[i]`; missing entries count as nothing found.
     pub checks: &'a [CheckFacts<'a>],
+    /// The elements of the plan's `Include` array, when it is an array and was read (only for
+    /// a project with encrypted reasoning).
+    pub include: Option<IncludeList>,
+}
+
+/// What the elements of an include array are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeList {
+    /// All strings; whether the catalog's value is among them.
+    Strings { has_value: bool },
+    /// An element is not a string.
+    NotStrings,
 }
 
 /// A checked member's value that is not one of the check's values.
@@ -49,5 +61,6 @@ impl Facts<'static> {
         fields: &[],
         markers: &[],
         checks: &[],
+        include: None,
     };
 }

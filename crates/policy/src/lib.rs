@@ -19,6 +19,7 @@ pub mod facts;
 pub mod project;
 pub mod rule;
 
+pub use catalog::EncryptedReasoning;
 pub use catalog::{
     AlsoOffered, BodyCheck, CheckKind, Feature, Purposes, Source, StatefulField, StoreRule, ToolRule,
 };
@@ -28,9 +29,9 @@ pub use catalog::{
 };
 pub use classify::ClassifyError;
 pub use decide::{
-    batch_line, decide, precheck, upload_purpose, Decision, Denial, ModelRewrite, Rewrites, StoreRewrite,
-    Verdict,
+    batch_line, decide, precheck, upload_purpose, Decision, Denial, IncludeRewrite, ModelRewrite, Rewrites,
+    StoreRewrite, Verdict,
 };
-pub use facts::{CheckFacts, Facts, FieldValue, OtherValue};
+pub use facts::{CheckFacts, Facts, FieldValue, IncludeList, OtherValue};
 pub use project::{Mode, Project, ProjectSet, Retention, SelectError, StoreMode};
 pub use rule::{Rule, RuleSet};

@@ -40,6 +40,9 @@ pub struct Project {
     /// Image input approval; None: the region's default.
     pub image_inputs: Option<bool>,
     pub hipaa: bool,
+    /// `responses_encrypted_reasoning`: add the catalog's encrypted-reasoning value to the
+    /// include list of a reasoning model's request (multi-turn reasoning without stored state).
+    pub encrypted_reasoning: bool,
 }
 
 impl Project {
@@ -59,6 +62,7 @@ impl Project {
             aliases: HashMap::new(),
             image_inputs: None,
             hipaa: false,
+            encrypted_reasoning: false,
         }
     }
 }
@@ -219,7 +223,7 @@ mod tests {
         assert_eq!((p.name.as_str(), p.region.as_str()), ("eu/zdr", "eu"));
         assert_eq!(p.retention, Retention::Zdr);
         assert_eq!((p.store, p.mode), (StoreMode::Rewrite, Mode::Enforce));
-        assert!(!p.default && !p.hipaa);
+        assert!(!p.default && !p.hipaa && !p.encrypted_reasoning);
         assert!(p.openai_project.is_none() && p.api_key_sha256.is_empty() && p.aliases.is_empty());
         assert_eq!(p.image_inputs, None);
     }

@@ -15,10 +15,11 @@ pub enum Rule {
     Hipaa,
     Alias,
     ToolNotEligible,
+    EncryptedReasoning,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::NoProject,
         Rule::UnknownEndpoint,
         Rule::EndpointRegion,
@@ -31,6 +32,7 @@ impl Rule {
         Rule::Hipaa,
         Rule::Alias,
         Rule::ToolNotEligible,
+        Rule::EncryptedReasoning,
     ];
 
     /// The wire id (`x-residency-rule`).
@@ -48,6 +50,7 @@ impl Rule {
             Rule::Hipaa => "hipaa",
             Rule::Alias => "alias",
             Rule::ToolNotEligible => "tool_not_eligible",
+            Rule::EncryptedReasoning => "encrypted_reasoning",
         }
     }
 }

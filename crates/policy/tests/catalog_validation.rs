@@ -95,7 +95,8 @@ fn builtin_is_valid_and_complete() {
             "previous_response_id",
             "conversation",
             "background",
-            "prompt"
+            "prompt",
+            "include"
         ]
     );
     assert_eq!(
@@ -104,7 +105,8 @@ fn builtin_is_valid_and_complete() {
             FieldRole::Stateful(0),
             FieldRole::Stateful(1),
             FieldRole::Stateful(2),
-            FieldRole::Stateful(3)
+            FieldRole::Stateful(3),
+            FieldRole::Include
         ]
     );
     for t in [

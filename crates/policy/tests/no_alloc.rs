@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use policy::{Catalog, CheckFacts, Facts, FieldValue, Mode, Project, Retention, StoreMode, Verdict};
+use policy::{Catalog, CheckFacts, Facts, FieldValue, Project, Retention, Verdict};
 
 struct Counting;
 
@@ -45,19 +45,12 @@ fn count<T>(f: impl FnOnce() -> T) -> (T, usize) {
 fn allow_path_does_not_allocate() {
     let c = Catalog::builtin().unwrap();
     let p = Project {
-        name: "eu".into(),
-        region: "eu".into(),
-        retention: Retention::Zdr,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
         default: true,
-        openai_project: None,
-        api_key_sha256: vec![],
         aliases: [("gpt-4o".to_owned(), "gpt-4o-2024-08-06".to_owned())]
             .into_iter()
             .collect(),
-        image_inputs: None,
         hipaa: true,
+        ..Project::with_defaults("eu", "eu", Retention::Zdr)
     };
     let fields = [
         FieldValue::String("gpt-4o-2024-08-06"),
@@ -82,6 +75,7 @@ fn allow_path_does_not_allocate() {
         fields: &fields,
         markers: &markers,
         checks: &checks,
+        include: None,
     };
     let (verdict, n) = count(|| {
         let op = c.classify("POST", "/v1/chat/completions").unwrap();
@@ -112,6 +106,7 @@ fn allow_path_does_not_allocate() {
         fields: &fields,
         markers: &markers,
         checks: &checks,
+        include: None,
     };
     let (d, n) = count(|| {
         policy::decide(

@@ -23,7 +23,7 @@ fn verdict_wire_values() {
     assert_eq!(got, ["allow", "rewrite", "deny", "report-deny"]);
 }
 
-const IDS: [(Rule, &str); 11] = [
+const IDS: [(Rule, &str); 12] = [
     (Rule::NoProject, "no_project"),
     (Rule::UnknownEndpoint, "unknown_endpoint"),
     (Rule::EndpointRegion, "endpoint_region"),
@@ -35,6 +35,7 @@ const IDS: [(Rule, &str); 11] = [
     (Rule::ImageInput, "image_input"),
     (Rule::Hipaa, "hipaa"),
     (Rule::Alias, "alias"),
+    (Rule::EncryptedReasoning, "encrypted_reasoning"),
 ];
 
 #[test]

@@ -217,6 +217,7 @@ pub fn inspect(
                 fields: &values,
                 markers: &[],
                 checks: &[],
+                include: None,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, &values);
@@ -317,26 +318,40 @@ pub fn inspect(
                 .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)));
             let (mut fields_stack, mut fields_heap) = ([FieldValue::Absent; SMALL], Vec::new());
             let values = on_stack(plan.fields.len(), each_value, &mut fields_stack, &mut fields_heap);
+            let endpoint = catalog.endpoint_of(m.op);
+            let include = crate::include_edit::read(project, endpoint, plan, &scan, body);
             let facts = policy::Facts {
                 fields: values,
                 markers: &scan.markers_hit,
                 checks: check_facts,
+                include: crate::include_edit::facts(include.as_ref()),
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, values).or_else(|| checked_model(plan, check_facts));
             let mut splice = Splice::new();
+            // Members added at the start of the object, joined into one insert.
+            let mut added: [Option<String>; 2] = [None, None];
             if let Some(store) = decision.rewrites.store {
                 let idx = plan.field_with(FieldRole::Store);
                 match (store, idx.and_then(|i| scan.field(i))) {
                     (StoreRewrite::Replace, Some(f)) => splice.replace(f.value_span.clone(), &b"false"[..]),
                     (StoreRewrite::Insert, None) => {
                         let name = idx.map_or("store", |i| plan.fields[i].as_str());
-                        let sep = if scan.empty { "" } else { "," };
-                        let member = format!("{}:false{sep}", inspect::json::string_literal(name));
-                        splice.insert(scan.object_start, member.into_bytes());
+                        added[0] = Some(format!("{}:false", inspect::json::string_literal(name)));
                     }
                     _ => return Err(internal_mismatch()),
                 }
+            }
+            if let Some(edit) = decision.rewrites.include {
+                added[1] =
+                    crate::include_edit::apply(edit, endpoint, plan, &scan, include.as_ref(), &mut splice)?;
+            }
+            if added.iter().any(Option::is_some) {
+                let mut members: Vec<&str> = added.iter().flatten().map(String::as_str).collect();
+                if !scan.empty {
+                    members.push("");
+                }
+                splice.insert(scan.object_start, members.join(",").into_bytes());
             }
             if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
                 let f = plan
@@ -432,6 +447,7 @@ pub fn inspect(
                 fields: &values,
                 markers: &[],
                 checks: &check_facts,
+                include: None,
             };
             let decision = policy::decide(catalog, project, m.op, &facts);
             let model = model_of(plan, &values).or_else(|| checked_model(plan, &check_facts));
@@ -443,7 +459,7 @@ pub fn inspect(
                     .ok_or_else(internal_mismatch)?;
                 splice.replace(f.value_span.clone(), to.clone().into_bytes());
             }
-            if decision.rewrites.store.is_some() {
+            if decision.rewrites.store.is_some() || decision.rewrites.include.is_some() {
                 return Err(internal_mismatch());
             }
             let splice = (!splice.is_empty()).then_some(splice);
@@ -634,16 +650,20 @@ pub fn batch_line(
         })?;
     match inspected.decision.verdict {
         Verdict::Deny => Err(deny(inspected.decision)),
-        _ if !inspected.decision.rewrites.is_empty() => Err(Refusal {
-            rule: inspected
-                .decision
-                .rules
-                .iter()
-                .find(|r| matches!(r, Rule::Store | Rule::Alias)),
-            message: "the request would need a rewrite (store or model alias) that cannot be made inside a \
+        // The include edit of encrypted reasoning is not needed in a batch (no next turn).
+        _ if inspected.decision.rewrites.store.is_some() || inspected.decision.rewrites.model.is_some() => {
+            Err(Refusal {
+                rule: inspected
+                    .decision
+                    .rules
+                    .iter()
+                    .find(|r| matches!(r, Rule::Store | Rule::Alias)),
+                message:
+                    "the request would need a rewrite (store or model alias) that cannot be made inside a \
                       batch file; set it explicitly in the line"
-                .into(),
-        }),
+                        .into(),
+            })
+        }
         // Each line also meets the batches row (batchable endpoint, the row's models).
         Verdict::Allow | Verdict::Rewrite => {
             let p = &snap.config.projects.projects[project];

@@ -229,7 +229,10 @@ pub fn decide(snap: Arc<Snapshot>, req: Request<Option<Bytes>>) -> Explanation {
         }),
         upstream: p.map(|(_, u)| u.base_url.clone()),
         // A denied request is not rewritten: nothing to list.
-        rewrites: decision.filter(|_| !denied).map(rewrites).unwrap_or_default(),
+        rewrites: decision
+            .filter(|_| !denied)
+            .map(|d| rewrites(d, ctx.op.map(|o| snap.config.catalog.endpoint_of(o))))
+            .unwrap_or_default(),
         catalog: snap.config.catalog.edition.clone(),
         error,
     }
@@ -289,7 +292,7 @@ fn with_default_content_type(
     parts
 }
 
-fn rewrites(d: &Decision) -> Vec<Value> {
+fn rewrites(d: &Decision, endpoint: Option<&policy::Endpoint>) -> Vec<Value> {
     let mut out = Vec::new();
     if let Some(m) = &d.rewrites.model {
         out.push(json!({"field": "model", "from": m.from, "to": m.to}));
@@ -298,6 +301,13 @@ fn rewrites(d: &Decision) -> Vec<Value> {
         Some(StoreRewrite::Replace) => out.push(json!({"field": "store", "from": true, "to": false})),
         Some(StoreRewrite::Insert) => out.push(json!({"field": "store", "from": null, "to": false})),
         None => {}
+    }
+    // The value added to the client's include list (its own entries are kept, not echoed).
+    if let (Some(_), Some(spec)) = (
+        d.rewrites.include,
+        endpoint.and_then(|e| e.encrypted_reasoning.as_ref()),
+    ) {
+        out.push(json!({"field": spec.field, "add": spec.value}));
     }
     out
 }

@@ -25,6 +25,7 @@ pub mod framing;
 mod handler;
 mod headers;
 pub mod identity;
+mod include_edit;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;

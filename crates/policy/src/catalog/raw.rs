@@ -284,6 +284,10 @@ pub struct RawEndpoint {
     /// endpoints). A line meets both its own endpoint's row and this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_line_endpoints: Option<Vec<String>>,
+    /// Stateless reasoning: the value a project with `responses_encrypted_reasoning` adds to
+    /// a request's include list when its model is a reasoning model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_reasoning: Option<RawEncryptedReasoning>,
     /// Ids of the sources this row comes from (required: every row says where it is from).
     #[serde(default)]
     pub sources: Vec<String>,
@@ -294,6 +298,28 @@ pub struct RawEndpoint {
     #[serde(default)]
     pub notes: Vec<String>,
     pub operations: Vec<RawOperation>,
+}
+
+/// Reasoning without stored state (e.g. `/v1/responses`: `include:
+/// ["reasoning.encrypted_content"]` returns the reasoning encrypted, to be sent back in the
+/// next request's input instead of `previous_response_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryptedReasoning {
+    /// The top-level array member the value is added to (an operation field with role
+    /// `include`).
+    pub field: String,
+    pub value: String,
+    /// The models that return reasoning items (exact names); any other model gets no edit,
+    /// since OpenAI may refuse the value for a model without reasoning.
+    pub models: Vec<String>,
+    /// Stateful fields (of the same endpoint) whose ZDR refusal points to this option.
+    #[serde(default)]
+    pub instead_of: Vec<String>,
+    /// Ids of the sources the list comes from.
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +341,8 @@ pub enum RawFieldRole {
     WebSearch,
     /// The upload purpose, judged by the operation's `purposes` (e.g. `POST /v1/uploads`).
     Purpose,
+    /// The array the endpoint's `encrypted_reasoning` value is added to.
+    Include,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -462,6 +462,32 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &Hash
             "zdr_models on an endpoint that is not zdr_eligible",
         );
     }
+    let encrypted_reasoning = e.encrypted_reasoning.as_ref().map(|r| {
+        let rplace = format!("{place}.encrypted_reasoning");
+        cx.non_empty(&format!("{rplace}.field"), &r.field);
+        cx.non_empty(&format!("{rplace}.value"), &r.value);
+        if r.models.is_empty() {
+            cx.problem(format!("{rplace}.models"), "must list at least one model");
+        }
+        cx.names(&format!("{rplace}.models"), &r.models);
+        cx.sources(&format!("{rplace}.sources"), &r.sources, source_ids);
+        let mut instead_of = Vec::with_capacity(r.instead_of.len());
+        for (k, name) in r.instead_of.iter().enumerate() {
+            match e.stateful_fields.iter().position(|f| &f.field == name) {
+                Some(i) => instead_of.push(i),
+                None => cx.problem(
+                    format!("{rplace}.instead_of[{k}]"),
+                    format!("\"{name}\" is not one of the endpoint's stateful_fields"),
+                ),
+            }
+        }
+        super::EncryptedReasoning {
+            field: r.field.clone(),
+            value: r.value.clone(),
+            models: r.models.clone(),
+            instead_of,
+        }
+    });
     Endpoint {
         id: e.id.clone(),
         regions,
@@ -481,6 +507,7 @@ fn endpoint_of(cx: &mut Ctx<'_>, place: &str, e: &RawEndpoint, source_ids: &Hash
         always_image_input: e.always_image_input,
         content_free: e.content_free,
         batch_line_endpoints: e.batch_line_endpoints.clone(),
+        encrypted_reasoning,
         sources: e.sources.clone(),
         model_sources: e
             .model_sources
@@ -555,6 +582,29 @@ fn operation_of(
                 }
                 FieldRole::Purpose
             }
+            RawFieldRole::Include => {
+                match &endpoint.encrypted_reasoning {
+                    None => cx.problem(
+                        format!("{fplace}.role"),
+                        "role include but the endpoint has no encrypted_reasoning",
+                    ),
+                    Some(r) if r.field != f.name => cx.problem(
+                        format!("{fplace}.name"),
+                        format!(
+                            "the endpoint's encrypted_reasoning field is \"{}\", not \"{}\"",
+                            r.field, f.name
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if source != BodySource::Json {
+                    cx.problem(
+                        format!("{fplace}.role"),
+                        "include can only be edited in a json body",
+                    );
+                }
+                FieldRole::Include
+            }
             RawFieldRole::Store => {
                 match &endpoint.store {
                     None => cx.problem(
@@ -589,7 +639,11 @@ fn operation_of(
                 }
             },
         };
-        if matches!(role, FieldRole::Model | FieldRole::Store | FieldRole::Purpose) && roles.contains(&role) {
+        if matches!(
+            role,
+            FieldRole::Model | FieldRole::Store | FieldRole::Purpose | FieldRole::Include
+        ) && roles.contains(&role)
+        {
             cx.problem(
                 format!("{fplace}.role"),
                 "at most one field per operation has this role",

@@ -2,8 +2,8 @@
 #![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use policy::{
-    Catalog, CheckFacts, CheckKind, Decision, FieldRole, FieldValue, MarkerRole, OpId, OtherValue, Project,
-    Retention,
+    Catalog, CheckFacts, CheckKind, Decision, FieldRole, FieldValue, IncludeList, MarkerRole, OpId,
+    OtherValue, Project, Retention,
 };
 
 pub const TABLE2_ALL: [&str; 7] = ["us", "eu", "ca", "jp", "in", "sg", "kr"];
@@ -32,6 +32,8 @@ pub struct Req {
     /// (check name, value found): a value not in the check's list is an `other`; None: an
     /// object at the path without the member.
     pub checks: Vec<(&'static str, Option<&'static str>)>,
+    /// What the include array holds (when the request has one and the project reads it).
+    pub include: Option<IncludeList>,
 }
 
 impl Req {
@@ -50,6 +52,16 @@ impl Req {
     /// as before; the catalog now answers them with `body_checks`.
     pub fn marker(mut self, role: MarkerRole) -> Req {
         self.markers.push(role);
+        self
+    }
+    /// The include array holds only strings, `has_value` says whether the catalog's value too.
+    pub fn include_strings(mut self, has_value: bool) -> Req {
+        self.include = Some(IncludeList::Strings { has_value });
+        self
+    }
+    /// The include array holds something other than a string.
+    pub fn include_not_strings(mut self) -> Req {
+        self.include = Some(IncludeList::NotStrings);
         self
     }
     /// The body check `name` finds `value` (None: an object without the member).
@@ -141,6 +153,7 @@ pub fn decide(c: &Catalog, p: &Project, op: OpId, req: &Req) -> Decision {
             fields: &fields,
             markers: &markers,
             checks: &checks,
+            include: req.include,
         },
     )
 }

@@ -7,7 +7,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use policy::{Mode, Project, ProjectSet, Retention, StoreMode};
+use policy::{Project, ProjectSet, Retention};
 use proxy::identity::{select, Rules, Underscores};
 use sha2::{Digest, Sha256};
 
@@ -18,17 +18,10 @@ const KEY_PROJECT: [Option<usize>; 3] = [Some(0), Some(1), None];
 
 fn projects() -> ProjectSet {
     let p = |i: usize, key: Option<&str>| Project {
-        name: format!("p{i}"),
-        region: "eu".into(),
-        retention: Retention::Zdr,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
         default: i == 0,
         openai_project: Some(IDS[i].into()),
         api_key_sha256: key.map(|k| vec![<[u8; 32]>::from(Sha256::digest(k))]).unwrap_or_default(),
-        aliases: Default::default(),
-        image_inputs: None,
-        hipaa: false,
+        ..Project::with_defaults(format!("p{i}"), "eu", Retention::Zdr)
     };
     ProjectSet::new(vec![p(0, Some(KEYS[0])), p(1, Some(KEYS[1])), p(2, None)]).unwrap_or_default()
 }

@@ -546,6 +546,13 @@ fn validate_project(
         }
     }
     let authorization = upstream_key(problems, &place, p, secrets);
+    if p.responses_encrypted_reasoning && !catalog.endpoints.iter().any(|e| e.encrypted_reasoning.is_some()) {
+        problems.push(format!(
+            "{place}.responses_encrypted_reasoning: catalog {} names no encrypted_reasoning value for any \
+             endpoint, so the option would do nothing",
+            catalog.edition
+        ));
+    }
     for (from, to) in &p.aliases {
         if from.is_empty() || to.is_empty() {
             problems.push(format!("{place}.aliases: empty model name in {from:?} = {to:?}"));
@@ -590,6 +597,7 @@ fn validate_project(
         aliases: p.aliases.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         image_inputs: p.image_inputs,
         hipaa: p.hipaa,
+        encrypted_reasoning: p.responses_encrypted_reasoning,
     };
     let upstream = ProjectUpstream {
         base_url: format!("{scheme}://{authority}"),

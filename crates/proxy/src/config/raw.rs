@@ -182,4 +182,9 @@ pub struct RawProject {
     pub image_inputs: Option<bool>,
     #[serde(default)]
     pub hipaa: bool,
+    /// Add the catalog's encrypted-reasoning value (`reasoning.encrypted_content`) to the
+    /// include list of requests with a reasoning model: multi-turn reasoning without stored
+    /// state.
+    #[serde(default)]
+    pub responses_encrypted_reasoning: bool,
 }

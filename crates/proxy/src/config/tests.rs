@@ -266,3 +266,32 @@ fn check_still_refuses_a_key_that_is_there_but_unusable() {
     drop(file);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn encrypted_reasoning_is_read_and_needs_a_catalog_that_names_the_value() {
+    let on = format!("{EU}responses_encrypted_reasoning = true\n");
+    assert!(load(&on).unwrap().projects.projects[0].encrypted_reasoning);
+    assert!(!load(EU).unwrap().projects.projects[0].encrypted_reasoning);
+    let e = load(&format!("{EU}responses_encrypted_reasoning = \"yes\"\n")).unwrap_err();
+    assert!(e.to_string().contains("responses_encrypted_reasoning"), "{e}");
+    // A catalog without the block: the option would do nothing, so it is refused.
+    let mut v: serde_json::Value = serde_json::from_str(policy::catalog::BUILTIN_JSON).unwrap();
+    for e in v["endpoints"].as_array_mut().unwrap() {
+        e.as_object_mut().unwrap().remove("encrypted_reasoning");
+        for o in e["operations"].as_array_mut().unwrap() {
+            if let Some(f) = o.get_mut("fields").and_then(|f| f.as_array_mut()) {
+                f.retain(|f| f["role"] != "include");
+            }
+        }
+    }
+    let (dir, file) = temp_file("noreasoning", "catalog.json", &v.to_string());
+    let with = |project: &str| format!("[catalog]\npath = \"{}\"\n{project}", file.display());
+    assert!(load(&with(EU)).is_ok());
+    let e = load(&with(&on)).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(
+        e.problems[0].starts_with("projects[0].responses_encrypted_reasoning: catalog seed-004 names no"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,5 +1,5 @@
 use super::*;
-use policy::{Mode, Project, Retention, StoreMode};
+use policy::{Project, Retention};
 use proptest::prelude::*;
 
 const EU_KEY: &str = "sk-eu-0001";
@@ -7,19 +7,12 @@ const US_KEY: &str = "sk-us-0001";
 
 fn project(name: &str, openai_project: &str, key: Option<&str>, default: bool) -> Project {
     Project {
-        name: name.into(),
-        region: "eu".into(),
-        retention: Retention::Zdr,
-        store: StoreMode::Rewrite,
-        mode: Mode::Enforce,
         default,
         openai_project: Some(openai_project.into()),
         api_key_sha256: key
             .map(|k| vec![<[u8; 32]>::from(Sha256::digest(k.as_bytes()))])
             .unwrap_or_default(),
-        aliases: Default::default(),
-        image_inputs: None,
-        hipaa: false,
+        ..Project::with_defaults(name, "eu", Retention::Zdr)
     }
 }
 
