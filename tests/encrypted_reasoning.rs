@@ -2,9 +2,9 @@
 //! the upstream, byte for byte, and what is refused before it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 
 const RESPONSES: &str = "/v1/responses";
 
