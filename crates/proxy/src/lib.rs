@@ -26,6 +26,7 @@ mod handler;
 mod headers;
 pub mod identity;
 mod include_edit;
+mod keepalive;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;

@@ -222,6 +222,8 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub open_connections: Gauge,
+    /// Idle keep-alive connections waiting without a hyper connection (see `keepalive`).
+    pub parked_connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub last_reload_ok: Gauge,
     /// 1 for the catalog edition in use; replaced on reload.
@@ -298,6 +300,12 @@ impl Metrics {
             "Client connections currently open",
             open_connections.clone(),
         );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "Idle keep-alive client connections parked without HTTP buffers until their next request",
+            parked_connections.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("config_reloads", "Config reloads by result", reloads.clone());
         // Both series exist from the start, so alerts on `result="failure"` work before one.
@@ -356,6 +364,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             open_connections,
+            parked_connections,
             reloads,
             last_reload_ok,
             catalog_info,

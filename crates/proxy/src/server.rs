@@ -11,20 +11,23 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::framing::FramingGuard;
 use crate::handler;
+use crate::keepalive::{self, Counted, Counters, Drain, Parkable, Slot};
 use crate::metrics::{KeyLabels, Metrics, ReloadLabels};
 use crate::pipeline::Services;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 // Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list); the framing
@@ -133,7 +136,7 @@ fn announce(proxy: std::net::SocketAddr, admin: Option<std::net::SocketAddr>) {
     let _ = out.flush();
 }
 
-async fn drain(graceful: GracefulShutdown, grace: Duration) {
+async fn drain(graceful: Drain, grace: Duration) {
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }
@@ -141,12 +144,8 @@ async fn drain(graceful: GracefulShutdown, grace: Duration) {
 
 /// Accepts connections until told to stop; returns the watcher of live connections so the
 /// caller can drain them.
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Drain {
+    let drain = Drain::new();
     let (max_conns, header_timeout) = (shared.process.max_connections, shared.process.request_header);
     let permits = Arc::new(Semaphore::new(max_conns));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -162,6 +161,13 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
+    // A parked connection is served on by HTTP/1 alone, with the same settings.
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let builders = Arc::new((builder, h1));
     loop {
         // Backpressure: at max_connections, stop accepting and let the kernel queue.
         let permit = tokio::select! {
@@ -183,78 +189,169 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         shared.services.metrics.open_connections.inc();
         let tls = shared.snapshot.load().tls.clone();
-        let watcher = graceful.watcher();
+        let mut drain_rx = drain.watcher();
         let conn_shared = shared.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let svc_shared = conn_shared.clone();
-            let seen = Arc::new(AtomicBool::new(false));
-            let svc_seen = seen.clone();
-            let timeouts = conn_shared.services.metrics.timeouts.clone();
-            let svc = service_fn(move |req| {
-                let shared = svc_shared.clone();
-                svc_seen.store(true, Ordering::Release);
-                // Boxed: hyper keeps a slot of the service future's size for the whole life of
-                // a connection, so an idle keep-alive connection would hold one request's
-                // worth of handler state. Boxed, it holds a pointer, and the state lives only
-                // while a request does.
-                Box::pin(async move {
-                    // The snapshot is taken once per request: a reload never changes a request in flight.
-                    let snap = shared.snapshot.load_full();
-                    Ok::<_, std::convert::Infallible>(handler::handle(snap, &shared.services, req).await)
-                })
-            });
+        let builders = builders.clone();
+        let task = async move {
+            let (auto, h1) = &*builders;
             match tls {
-                None => {
-                    // hyper resolves Content-Length + Transfer-Encoding itself; the guard refuses it first.
-                    let io = FramingGuard::new(stream);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                    let conn = watcher.watch(conn.into_owned());
-                    crate::shared::first_request_within(
-                        conn,
-                        &seen,
-                        accepted + header_timeout,
-                        &timeouts,
-                        "request_header",
-                    )
-                    .await;
-                }
+                None => serve_plain(stream, &conn_shared, auto, h1, &mut drain_rx, accepted).await,
+                // Boxed: the task's size is that of its largest state, and a TLS connection
+                // holds rustls and hyper inline; a parked plain connection should not.
                 Some(acceptor) => {
-                    // The handshake is bounded like a request head: a silent client cannot hold a slot.
-                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
-                    if handshake.is_err() {
-                        timeouts
-                            .get_or_create(&crate::audit::KindLabel {
-                                kind: "request_header",
-                            })
-                            .inc();
-                    }
-                    if let Ok(Ok(tls)) = handshake {
-                        let handshake_done = tokio::time::Instant::now();
-                        // HTTP/2 has no such framing ambiguity: only HTTP/1 bytes are followed.
-                        let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            FramingGuard::passthrough(tls)
-                        } else {
-                            FramingGuard::new(tls)
-                        };
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                        let conn = watcher.watch(conn.into_owned());
-                        crate::shared::first_request_within(
-                            conn,
-                            &seen,
-                            handshake_done + header_timeout,
-                            &timeouts,
-                            "request_header",
-                        )
-                        .await;
-                    }
+                    Box::pin(async {
+                        let timeouts = &conn_shared.services.metrics.timeouts;
+                        // The handshake is bounded like a request head: a silent client cannot hold a slot.
+                        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                        if handshake.is_err() {
+                            timeouts
+                                .get_or_create(&crate::audit::KindLabel {
+                                    kind: "request_header",
+                                })
+                                .inc();
+                        }
+                        if let Ok(Ok(tls)) = handshake {
+                            let handshake_done = tokio::time::Instant::now();
+                            // HTTP/2 has no such framing ambiguity: only HTTP/1 bytes are followed.
+                            let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                FramingGuard::passthrough(tls)
+                            } else {
+                                FramingGuard::new(tls)
+                            };
+                            let (counters, seen) =
+                                (Arc::new(Counters::default()), Arc::new(AtomicBool::new(false)));
+                            let svc = service(conn_shared.clone(), counters.clone(), seen.clone());
+                            let conn = auto.serve_connection_with_upgrades(TokioIo::new(io), svc);
+                            crate::shared::first_request_within(
+                                keepalive::drive(conn, &counters, &mut drain_rx),
+                                &seen,
+                                handshake_done + header_timeout,
+                                timeouts,
+                                "request_header",
+                            )
+                            .await;
+                        }
+                    })
+                    .await
                 }
             }
             conn_shared.services.metrics.open_connections.dec();
             drop(permit);
-        });
+        };
+        tokio::spawn(task);
     }
-    graceful
+    drain
+}
+
+/// What the service of a connection answers, and the boxed future it answers with.
+type Answer = Result<http::Response<Counted>, std::convert::Infallible>;
+type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The service of one hyper connection: each request is handled on the snapshot current when
+/// it arrives; `seen` turns true at the first, and `counters` follow dispatches and ends.
+fn service(
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    seen: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<Counted>,
+    Error = std::convert::Infallible,
+    Future = AnswerFuture,
+> {
+    service_fn(move |req| {
+        let shared = shared.clone();
+        let counters = counters.clone();
+        seen.store(true, Ordering::Release);
+        counters.dispatch();
+        // Boxed: hyper keeps a slot of the service future's size for the whole life of a
+        // connection, so an idle keep-alive connection would hold one request's worth of
+        // handler state. Boxed, it holds a pointer, and the state lives only while a request does.
+        Box::pin(async move {
+            // The snapshot is taken once per request: a reload never changes a request in flight.
+            let snap = shared.snapshot.load_full();
+            let res = handler::handle(snap, &shared.services, req).await;
+            Ok::<_, std::convert::Infallible>(res.map(|body| Counted::new(body, counters)))
+        }) as AnswerFuture
+    })
+}
+
+/// Serves a plain (not TLS) connection: hyper's auto connection first (HTTP/1.1 or h2c), then,
+/// each time an HTTP/1 connection was parked at rest (see [`keepalive`]), a new HTTP/1
+/// connection once bytes arrive, until the client closes, the keep-alive wait reaches
+/// `request_header_secs`, or the drain.
+async fn serve_plain(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    auto: &auto::Builder<TokioExecutor>,
+    h1: &http1::Builder,
+    drain: &mut watch::Receiver<bool>,
+    accepted: tokio::time::Instant,
+) {
+    let header_timeout = shared.process.request_header;
+    let timeouts = &shared.services.metrics.timeouts;
+    let counters = Arc::new(Counters::default());
+    // hyper resolves Content-Length + Transfer-Encoding itself; the guard refuses it first.
+    let mut guard = FramingGuard::new(stream);
+    let mut deadline = accepted + header_timeout;
+    let mut first = true;
+    loop {
+        // Per hyper connection: a parked connection holds neither.
+        let slot: Slot<FramingGuard<TcpStream>> = Arc::default();
+        let seen = Arc::new(AtomicBool::new(false));
+        let svc = service(shared.clone(), counters.clone(), seen.clone());
+        let io = TokioIo::new(Parkable::new(guard, counters.clone(), slot.clone()));
+        // Boxed: while parked, the task holds the socket and the guard, not hyper's state.
+        let served: Pin<Box<dyn Future<Output = ()> + Send + '_>> = if first {
+            let conn = auto.serve_connection_with_upgrades(io, svc);
+            let conn = keepalive::drive(conn, &counters, drain);
+            Box::pin(crate::shared::first_request_within(
+                conn,
+                &seen,
+                deadline,
+                timeouts,
+                "request_header",
+            ))
+        } else {
+            let conn = h1.serve_connection(io, svc).with_upgrades();
+            let conn = keepalive::drive(conn, &counters, drain);
+            Box::pin(crate::shared::first_request_within(
+                conn,
+                &seen,
+                deadline,
+                timeouts,
+                "request_header",
+            ))
+        };
+        served.await;
+        let Some((parked, since)) = slot.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        drop((slot, seen));
+        guard = parked;
+        guard.release();
+        counters.unpark();
+        // The keep-alive wait ends where hyper's header timer would have ended it.
+        deadline = since + header_timeout;
+        if *drain.borrow() {
+            return;
+        }
+        let parked = &shared.services.metrics.parked_connections;
+        parked.inc();
+        let woken = tokio::select! {
+            r = guard.get_ref().readable() => r.is_ok(),
+            _ = tokio::time::sleep_until(deadline) => {
+                timeouts.get_or_create(&crate::audit::KindLabel { kind: "request_header" }).inc();
+                false
+            }
+            _ = drain.changed() => false,
+        };
+        parked.dec();
+        if !woken {
+            return;
+        }
+        first = false;
+    }
 }
 
 /// The signals that stop (TERM, INT) or reload (HUP) the server.

@@ -59,6 +59,31 @@ impl<T> FramingGuard<T> {
     }
 }
 
+impl<T> FramingGuard<T> {
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Gives back the memory of emptied buffers (before the connection waits parked).
+    pub fn release(&mut self) {
+        if self.held.is_empty() {
+            self.held = Vec::new();
+        }
+        if let Some(t) = self.tracker.as_mut() {
+            t.release();
+        }
+    }
+}
+
+impl<T> crate::keepalive::AtRest for FramingGuard<T> {
+    fn at_rest(&self) -> Option<u64> {
+        let tracker = self.tracker.as_ref()?;
+        let quiet = self.held.is_empty() && self.ready == 0 && !self.eof && self.reply.is_none();
+        (quiet && tracker.at_boundary()).then(|| tracker.requests())
+    }
+}
+
 /// The complete `400 invalid_request` response, with the headers every refusal carries.
 pub fn refusal_bytes() -> Vec<u8> {
     let e =

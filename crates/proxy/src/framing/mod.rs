@@ -93,6 +93,23 @@ impl Tracker {
         self.requests
     }
 
+    /// Whether the bytes so far end exactly at a request boundary: no head begun, no body
+    /// left (bare line ends that hyper skips may have been seen).
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Head && self.head.is_empty()
+    }
+
+    /// Gives back the memory of the buffers kept between heads and chunk lines (a parked
+    /// connection holds none); changes no state.
+    pub fn release(&mut self) {
+        if self.head.is_empty() {
+            self.head = Vec::new();
+        }
+        if self.line_bytes.is_empty() {
+            self.line_bytes = Vec::new();
+        }
+    }
+
     /// The bytes at the end of what was fed that belong to a head not yet complete: they are
     /// held back so hyper never buffers part of a head we might refuse, which would make it
     /// fail the connection instead of finishing the earlier requests. The first head is not

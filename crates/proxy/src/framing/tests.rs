@@ -442,3 +442,24 @@ Content-Type: application/json\r\nAuthorization: Bearer sk-x\r\nContent-Length: 
     }
     assert_eq!(t.requests(), 10_000);
 }
+
+#[test]
+fn at_boundary_only_between_requests() {
+    let mut t = Tracker::new();
+    assert!(t.at_boundary(), "a fresh connection");
+    assert_eq!(t.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Len"), Step::Pass);
+    assert!(!t.at_boundary(), "inside a head");
+    assert_eq!(t.feed(b"gth: 4\r\n\r\nab"), Step::Pass);
+    assert!(!t.at_boundary(), "inside a body");
+    assert_eq!(t.feed(b"cd"), Step::Pass);
+    assert!(t.at_boundary() && t.requests() == 1);
+    assert_eq!(
+        t.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+        Step::Pass
+    );
+    assert!(!t.at_boundary(), "inside a chunked body");
+    assert_eq!(t.feed(b"0\r\n\r\n"), Step::Pass);
+    assert!(t.at_boundary() && t.requests() == 2);
+    t.release();
+    assert!(t.at_boundary() && t.requests() == 2, "release changes no state");
+}
