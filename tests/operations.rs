@@ -1,7 +1,8 @@
 //! Black-box tests of the operational features, driving the real `residency-proxy` binary
 //! against recording mocks: admin endpoints and metrics, JSON request logs without secrets,
-//! the hash-chained audit log, graceful shutdown, timeouts and limits, TLS on the listener, the
-//! shared-gateway key check, and the idle memory footprint. Hot reload is in `reload.rs`.
+//! the hash-chained audit log, TLS on the listener, the shared-gateway key check, and the idle
+//! memory footprint. Hot reload is in `reload.rs`, shutdown, timeouts and limits in
+//! `shutdown_and_limits.rs`.
 //!
 //! Run with `--nocapture` to see the measured times and RSS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,35 +17,6 @@ use serde_json::Value;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// A chat completion: eligible EU/US snapshot, `store` as given, `content` as the message.
-fn chat_body(store: bool, content: &str) -> String {
-    serde_json::json!({
-        "model": "gpt-4o-2024-08-06",
-        "store": store,
-        "messages": [{"role": "user", "content": content}],
-    })
-    .to_string()
-}
-
-fn stream_body() -> String {
-    serde_json::json!({
-        "model": "gpt-4o-2024-08-06",
-        "stream": true,
-        "messages": [{"role": "user", "content": "stream please"}],
-    })
-    .to_string()
-}
-
-/// One default ZDR project in `region`.
-fn app_project(region: &str) -> String {
-    format!("[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n")
-}
-
-/// `tables`, then both mocks routed and the project `app` in eu.
-fn app_config(eu: &MockUpstream, us: &MockUpstream, tables: &str) -> String {
-    format!("{tables}{}\n{}", upstream_table(eu, us), app_project("eu"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Admin endpoints and metrics
@@ -62,7 +34,7 @@ async fn admin_health_ready_and_metrics() {
     assert_eq!(r.status, 200, "/readyz while serving: {r:?}");
 
     // A rewritten request (store=true under ZDR) and a raw path outside the catalog.
-    let res = p.chat(&[], &chat_body(true, "metrics")).await;
+    let res = p.chat(&[], &chat_json(true, "metrics")).await;
     assert_eq!(res.status, 200, "{res:?}");
     res.assert_residency("rewrite", "app", "eu");
     let odd = p.send("GET", "/v1/does-not-exist/../x", &[], b"").await;
@@ -209,7 +181,7 @@ async fn json_logs_one_line_per_request_without_secrets() {
 
     // 1: rewritten (store=true), with distinctive content.
     let h1 = hr("ops-log-1");
-    let r1 = p.chat(&refs(&h1), &chat_body(true, CONTENT_CANARY)).await;
+    let r1 = p.chat(&refs(&h1), &chat_json(true, CONTENT_CANARY)).await;
     assert_eq!(r1.status, 200, "{r1:?}");
     // 2: denied, free-text model name.
     let h2 = hr("ops-log-2");
@@ -222,7 +194,7 @@ async fn json_logs_one_line_per_request_without_secrets() {
     assert_eq!(r2.status, 403, "{r2:?}");
     // 3: allowed, streamed.
     let h3 = hr("ops-log-3");
-    let mut sb: Value = serde_json::from_str(&stream_body()).unwrap();
+    let mut sb: Value = serde_json::from_str(&stream_json()).unwrap();
     sb["user"] = Value::from(format!("user-{CONTENT_CANARY}"));
     sb["store"] = Value::from(false);
     let r3 = p.chat(&refs(&h3), &sb.to_string()).await;
@@ -330,12 +302,12 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     );
     let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
     let allow = p
-        .chat(&[("x-request-id", "aud-1")], &chat_body(false, CONTENT_CANARY))
+        .chat(&[("x-request-id", "aud-1")], &chat_json(false, CONTENT_CANARY))
         .await;
     assert_eq!(allow.status, 200, "{allow:?}");
     allow.assert_residency("allow", "app", "eu");
     let rewrite = p
-        .chat(&[("x-request-id", "aud-2")], &chat_body(true, CONTENT_CANARY))
+        .chat(&[("x-request-id", "aud-2")], &chat_json(true, CONTENT_CANARY))
         .await;
     assert_eq!(rewrite.status, 200);
     rewrite.assert_residency("rewrite", "app", "eu");
@@ -426,11 +398,11 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
     drop(p);
     let p2 = Proxy::start_in(&dir, "b", &body, &[]).await;
     let r = p2
-        .chat(&[("x-request-id", "aud-4")], &chat_body(false, "again"))
+        .chat(&[("x-request-id", "aud-4")], &chat_json(false, "again"))
         .await;
     assert_eq!(r.status, 200);
     let r = p2
-        .chat(&[("x-request-id", "aud-5")], &chat_body(true, "again"))
+        .chat(&[("x-request-id", "aud-5")], &chat_json(true, "again"))
         .await;
     assert_eq!(r.status, 200);
     assert!(
@@ -457,317 +429,14 @@ async fn audit_log_is_hash_chained_verifiable_and_continues_after_restart() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Graceful shutdown
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_an_in_flight_stream_and_exits_zero() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-term");
-    let body = app_config(
-        &eu,
-        &us,
-        "[timeouts]\nshutdown_grace_secs = 8\nshutdown_drain_delay_secs = 0\n",
-    );
-    let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let req = build_request(
-        p.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Content-Type", "application/json"),
-            ("x-mock-behavior", "slow-sse"),
-        ],
-        stream_body().as_bytes(),
-    );
-    let mut c = Conn::open(p.addr, &req).await;
-    let (status, _) = c.head().await.expect("stream head");
-    assert_eq!(status, 200);
-    let first = c.chunk().await.expect("first event");
-    let mut streamed = first;
-
-    p.signal("TERM");
-    let t0 = Instant::now();
-
-    // Not ready (503) or the admin listener is gone.
-    let mut not_ready = false;
-    while t0.elapsed() < Duration::from_secs(1) {
-        match TcpStream::connect(p.admin).await {
-            Err(_) => {
-                not_ready = true;
-                break;
-            }
-            Ok(mut s) => {
-                let _ = s
-                    .write_all(&build_request(p.admin, "GET", "/readyz", &[], b""))
-                    .await;
-                let raw = read_until_close(&mut s, Duration::from_millis(500)).await;
-                if status_of(&raw) != Some(200) {
-                    not_ready = true;
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(not_ready, "/readyz still 200 after SIGTERM");
-    // New connections are refused.
-    let mut refused = false;
-    while t0.elapsed() < Duration::from_secs(1) {
-        match TcpStream::connect(p.addr).await {
-            Err(_) => {
-                refused = true;
-                break;
-            }
-            Ok(mut s) => {
-                // Accepted by the kernel backlog at most: it must not be served.
-                let _ = s
-                    .write_all(&build_request(p.addr, "GET", "/v1/models", &[], b""))
-                    .await;
-                let raw = read_until_close(&mut s, Duration::from_millis(300)).await;
-                if raw.is_empty() {
-                    refused = true;
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(refused, "new connections are still served after SIGTERM");
-
-    // The stream in flight completes.
-    let rest = tokio::time::timeout(Duration::from_secs(6), async {
-        while let Some(chunk) = c.chunk().await {
-            streamed.extend_from_slice(&chunk);
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&streamed).into_owned();
-    assert!(rest.is_ok(), "the stream did not end within 6 s: {text}");
-    assert!(
-        text.contains("data: [DONE]"),
-        "the in-flight stream was cut by shutdown after {:?}: {text:?}",
-        t0.elapsed()
-    );
-    p.assert_exits_zero(Duration::from_secs(9), "exit within the grace period")
-        .await;
-    println!(
-        "SHUTDOWN: stream drained and process exited {:?} after SIGTERM",
-        t0.elapsed()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_a_hung_request_exits_zero_after_the_grace_period() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-term-hang");
-    let body = app_config(
-        &eu,
-        &us,
-        "[timeouts]\nshutdown_grace_secs = 1\nshutdown_drain_delay_secs = 0\nupstream_response_secs = 60\n",
-    );
-    let mut p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let req = build_request(
-        p.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("Content-Type", "application/json"), ("x-mock-behavior", "hang")],
-        chat_body(false, "hang").as_bytes(),
-    );
-    let mut c = Conn::open(p.addr, &req).await;
-    assert_eq!(
-        eu.wait_for(1, Duration::from_secs(3)).await.len(),
-        1,
-        "the request reached the upstream"
-    );
-    p.signal("TERM");
-    let t0 = Instant::now();
-    let st = p.wait_exit(Duration::from_secs(5)).await;
-    let took = t0.elapsed();
-    let st = st.unwrap_or_else(|| panic!("still running 5 s after SIGTERM with grace 1 s"));
-    assert_eq!(st.code(), Some(0), "{st:?}; stderr:\n{}", p.stderr());
-    assert!(
-        took < Duration::from_millis(2500),
-        "exit took {took:?} with a 1 s grace period"
-    );
-    assert!(
-        took >= Duration::from_millis(800),
-        "exited after {took:?}: the in-flight request was not given the grace period"
-    );
-    // The client's connection was closed, not answered with a success.
-    let r = tokio::time::timeout(Duration::from_secs(2), c.response(false)).await;
-    assert!(!matches!(r, Ok(Some(ref x)) if x.status == 200), "{r:?}");
-    println!("SHUTDOWN (hung request, grace 1 s): exited after {took:?}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// 5. Timeouts and limits
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_response_timeout_is_504() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-504");
-    let body = app_config(&eu, &us, "[timeouts]\nupstream_response_secs = 1\n");
-    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let t0 = Instant::now();
-    let r = p
-        .chat(&[("x-mock-behavior", "hang")], &chat_body(false, "hang"))
-        .await;
-    let took = t0.elapsed();
-    r.assert_error(504, "upstream_timeout");
-    assert!(took < Duration::from_millis(1500), "504 after {took:?}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "504 after {took:?}: too early"
-    );
-    assert_eq!(eu.request_count(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_limit_is_503() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-503");
-    let body = app_config(
-        &eu,
-        &us,
-        "[limits]\nmax_concurrent_requests = 1\n[timeouts]\nupstream_response_secs = 30\n",
-    );
-    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let req = build_request(
-        p.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("Content-Type", "application/json"), ("x-mock-behavior", "hang")],
-        chat_body(false, "hang").as_bytes(),
-    );
-    let hung = Conn::open(p.addr, &req).await;
-    assert_eq!(eu.wait_for(1, Duration::from_secs(3)).await.len(), 1);
-    let r = p.chat(&[], &chat_body(false, "second")).await;
-    r.assert_error(503, "proxy_overloaded");
-    assert_eq!(eu.request_count(), 1, "the refused request was not forwarded");
-    // The slot comes back once the hung request is gone.
-    drop(hung);
-    let mut ok = false;
-    for _ in 0..40 {
-        let r = p.chat(&[], &chat_body(false, "third")).await;
-        if r.status == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ok, "the concurrency slot was not released after the client left");
-}
-
-/// A streamed response is a request in flight until its last byte: with the limit at 1, a
-/// second request while a stream is still flowing is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_limit_counts_a_streaming_response_until_it_ends() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-503-stream");
-    let body = app_config(&eu, &us, "[limits]\nmax_concurrent_requests = 1\n");
-    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let req = build_request(
-        p.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Content-Type", "application/json"),
-            ("x-mock-behavior", "slow-sse"),
-        ],
-        stream_body().as_bytes(),
-    );
-    let mut c = Conn::open(p.addr, &req).await;
-    let (status, _) = c.head().await.expect("stream head");
-    assert_eq!(status, 200);
-    assert!(c.chunk().await.is_some(), "first event");
-    let r = p.chat(&[], &chat_body(false, "while streaming")).await;
-    let refused = r.status == 503;
-    // Let the stream finish, then the slot is free again.
-    while c.chunk().await.is_some() {}
-    let after = p.chat(&[], &chat_body(false, "after the stream")).await;
-    assert_eq!(after.status, 200, "{after:?}");
-    assert!(
-        refused,
-        "a second request was served ({}) while a streamed response held the only slot",
-        r.status
-    );
-    r.assert_error(503, "proxy_overloaded");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_request_body_is_400_after_request_body_secs() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-body-timeout");
-    let body = app_config(&eu, &us, "[timeouts]\nrequest_body_secs = 1\n");
-    let p = Proxy::start_in(&dir, "a", &body, &[]).await;
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n",
-        p.addr
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(br#"{"model":"gpt-4o-2024-08-06","messages":[{"role":"user","#)
-        .await
-        .unwrap();
-    let t0 = Instant::now();
-    let raw = read_until_close(&mut s, Duration::from_secs(4)).await;
-    let took = t0.elapsed();
-    assert_eq!(status_of(&raw), Some(400), "{:?}", String::from_utf8_lossy(&raw));
-    assert!(took < Duration::from_millis(1500), "400 after {took:?}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "400 after {took:?}: too early"
-    );
-    assert!(body_of(&raw)["error"]["code"].is_string());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(eu.request_count() + us.request_count(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_request_head_is_refused() {
-    let (eu, us) = mocks().await;
-    let dir = TempDir::new("ops-head");
-    let p = Proxy::start_in(&dir, "a", &app_config(&eu, &us, ""), &[]).await;
-    let mut head = format!("GET /v1/models HTTP/1.1\r\nHost: {}\r\n", p.addr);
-    let pad = "a".repeat(1000);
-    for i in 0..70 {
-        head.push_str(&format!("X-Pad-{i}: {pad}\r\n"));
-    }
-    head.push_str("\r\n");
-    assert!(head.len() > 64 * 1024);
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let _ = s.write_all(head.as_bytes()).await;
-    let raw = read_until_close(&mut s, Duration::from_secs(5)).await;
-    let status = status_of(&raw);
-    println!("OVERSIZED HEAD ({} bytes): status {status:?}", head.len());
-    assert!(
-        matches!(status, Some(431) | Some(400)),
-        "a {} byte head: {:?}",
-        head.len(),
-        String::from_utf8_lossy(&raw)
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        eu.request_count() + us.request_count(),
-        0,
-        "an oversized head reached an upstream"
-    );
-    // A normal request still works afterwards.
-    let r = p.send("GET", "/v1/models", &[], b"").await;
-    assert!(r.status == 200 || r.status == 403, "{r:?}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// 6. TLS on the listener
+// 4. TLS on the listener
 // ---------------------------------------------------------------------------------------------
 
 /// Sends one chat request over `tls` with HTTP/1.1 or HTTP/2 (per the negotiated ALPN);
 /// returns status, `x-mock-upstream`, `x-residency-decision`, body.
 async fn tls_chat(tls: Tls, h2: bool, content: &str) -> (u16, Option<String>, Option<String>, Bytes) {
     let io = hyper_util::rt::TokioIo::new(tls);
-    let body = Full::new(Bytes::from(chat_body(false, content)));
+    let body = Full::new(Bytes::from(chat_json(false, content)));
     let res = if h2 {
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
@@ -886,7 +555,7 @@ async fn tls_listener_http1_and_h2_and_certificate_reload() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. Shared gateway: client keys
+// 5. Shared gateway: client keys
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,7 +585,7 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
     let r = p
         .chat(
             &[("Authorization", &format!("Bearer {KEY_EU}"))],
-            &chat_body(false, "eu key"),
+            &chat_json(false, "eu key"),
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -924,7 +593,7 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
     let r = p
         .chat(
             &[("Authorization", &format!("Bearer {KEY_US}"))],
-            &chat_body(false, "us key"),
+            &chat_json(false, "us key"),
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -955,11 +624,11 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
     let r = p
         .chat(
             &[("Authorization", "Bearer sk-unknown-0000")],
-            &chat_body(false, "x"),
+            &chat_json(false, "x"),
         )
         .await;
     r.assert_error(401, "invalid_api_key");
-    let r = p.chat(&[], &chat_body(false, "x")).await;
+    let r = p.chat(&[], &chat_json(false, "x")).await;
     r.assert_error(401, "invalid_api_key");
 
     let mut s = TcpStream::connect(p.addr).await.unwrap();
@@ -995,7 +664,7 @@ async fn gateway_client_keys_select_projects_and_unknown_keys_get_401_before_the
 }
 
 // ---------------------------------------------------------------------------------------------
-// 8. Idle memory
+// 6. Idle memory
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1004,7 +673,7 @@ async fn idle_rss_is_small() {
     let dir = TempDir::new("ops-rss");
     let p = Proxy::start_in(&dir, "a", &app_config(&eu, &us, ""), &[]).await;
     for i in 0..20 {
-        let r = p.chat(&[], &chat_body(i % 2 == 0, "rss")).await;
+        let r = p.chat(&[], &chat_json(i % 2 == 0, "rss")).await;
         assert_eq!(r.status, 200);
     }
     let _ = p.metrics().await;

@@ -15,21 +15,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::*;
 
-/// A chat completion on an eligible EU/US snapshot with `content` as the message.
-fn chat_body(content: &str) -> String {
-    serde_json::json!({
-        "model": "gpt-4o-2024-08-06",
-        "store": false,
-        "messages": [{"role": "user", "content": content}],
-    })
-    .to_string()
-}
-
 /// JSON logs, both mocks routed, and one default ZDR project `app` in `region`.
 fn reload_body(eu: &MockUpstream, us: &MockUpstream, region: &str) -> String {
     format!(
-        "[log]\nformat = \"json\"\n{}\n[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n",
+        "[log]\nformat = \"json\"\n{}\n{}",
         upstream_table(eu, us),
+        app_project(region)
     )
 }
 
@@ -87,7 +78,7 @@ async fn wait_reload_count(p: &Proxy, result: &str, n: f64) -> f64 {
 /// `since` to that answer.
 async fn first_routed_to(p: &Proxy, region: &str, since: Instant) -> Option<Duration> {
     while since.elapsed() < Duration::from_secs(3) {
-        let r = p.chat(&[], &chat_body("after")).await;
+        let r = p.chat(&[], &chat_json(false, "after")).await;
         if r.header("x-mock-upstream") == Some(region) {
             r.assert_residency("allow", "app", region);
             return Some(since.elapsed());
@@ -166,7 +157,7 @@ async fn switch_to_us(
             drop(f);
             // A negative: nothing may reload without the signal (a watcher poll is ~1 s).
             tokio::time::sleep(Duration::from_millis(1200)).await;
-            let r = p.chat(&[], &chat_body("still eu")).await;
+            let r = p.chat(&[], &chat_json(false, "still eu")).await;
             assert_eq!(
                 r.header("x-mock-upstream"),
                 Some("eu"),
@@ -193,7 +184,7 @@ async fn reload_row(trigger: Trigger) {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("reload");
     let p = start(trigger, &dir, &eu, &us).await;
-    let r = p.chat(&[], &chat_body("before")).await;
+    let r = p.chat(&[], &chat_json(false, "before")).await;
     assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{trigger:?}: {r:?}");
     r.assert_residency("allow", "app", "eu");
 
@@ -208,7 +199,7 @@ async fn reload_row(trigger: Trigger) {
                     ("Content-Type", "application/json"),
                     ("x-mock-behavior", "delay:1500"),
                 ],
-                chat_body("in flight").as_bytes(),
+                chat_json(false, "in flight").as_bytes(),
             );
             send_raw(addr, &req).await
         })
@@ -290,7 +281,7 @@ async fn reload_keeps_the_upstream_pool_unless_its_settings_change() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("reload-pool");
     let p = Proxy::start_in(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let chat = || async { p.chat(&[], &chat_body("pool")).await };
+    let chat = || async { p.chat(&[], &chat_json(false, "pool")).await };
     assert_eq!(chat().await.header("x-mock-upstream"), Some("eu"));
     assert_eq!(eu.connections(), 1);
 
@@ -365,7 +356,7 @@ async fn reload_names_startup_only_changes() {
         assert!(n >= 1.0, "{key}: not counted:\n{text}");
     }
     // Still serving where it started, on the reloaded config.
-    let r = p.chat(&[], &chat_body("after")).await;
+    let r = p.chat(&[], &chat_json(false, "after")).await;
     assert_eq!(r.status, 200, "{r:?}");
     // One reload a row at least (the file watcher may see a rewrite too).
     assert!(reload_count(&p, "success").await >= 4.0);
@@ -376,7 +367,7 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let (eu, us) = mocks().await;
     let dir = TempDir::new("reload-bad");
     let p = Proxy::start_in(&dir, "a", &reload_body(&eu, &us, "eu"), &[]).await;
-    let r = p.chat(&[], &chat_body("before")).await;
+    let r = p.chat(&[], &chat_json(false, "before")).await;
     assert_eq!(r.header("x-mock-upstream"), Some("eu"));
 
     p.rewrite_config(&reload_body(&eu, &us, "uk"));
@@ -397,7 +388,7 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     assert_eq!(reload_count(&p, "success").await, 0.0);
     // The old config keeps serving.
     for _ in 0..3 {
-        let r = p.chat(&[], &chat_body("still")).await;
+        let r = p.chat(&[], &chat_json(false, "still")).await;
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.header("x-mock-upstream"), Some("eu"), "{r:?}");
         r.assert_residency("allow", "app", "eu");
@@ -428,6 +419,6 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
         sample(&s, "residency_proxy_config_last_reload_success", &[]).map(|x| x.value),
         Some(1.0)
     );
-    let r = p.chat(&[], &chat_body("now us")).await;
+    let r = p.chat(&[], &chat_json(false, "now us")).await;
     assert_eq!(r.header("x-mock-upstream"), Some("us"), "{r:?}");
 }

@@ -40,6 +40,37 @@ pub fn upstream_table(eu: &MockUpstream, us: &MockUpstream) -> String {
     )
 }
 
+/// A chat completion on a snapshot eligible in eu and us: `store` as given, `content` as the
+/// message.
+pub fn chat_json(store: bool, content: &str) -> String {
+    serde_json::json!({
+        "model": "gpt-4o-2024-08-06",
+        "store": store,
+        "messages": [{"role": "user", "content": content}],
+    })
+    .to_string()
+}
+
+/// A streamed chat completion (`"stream": true`).
+pub fn stream_json() -> String {
+    serde_json::json!({
+        "model": "gpt-4o-2024-08-06",
+        "stream": true,
+        "messages": [{"role": "user", "content": "stream please"}],
+    })
+    .to_string()
+}
+
+/// One default ZDR project `app` in `region`.
+pub fn app_project(region: &str) -> String {
+    format!("[[projects]]\nname = \"app\"\nregion = \"{region}\"\nretention = \"zdr\"\ndefault = true\n")
+}
+
+/// `tables`, then both mocks routed and the project `app` in eu.
+pub fn app_config(eu: &MockUpstream, us: &MockUpstream, tables: &str) -> String {
+    format!("{tables}{}\n{}", upstream_table(eu, us), app_project("eu"))
+}
+
 /// The projects most tests use. Requests select them by client key or `OpenAI-Project`.
 ///
 /// | project     | region | retention | selected by                          | notes |
