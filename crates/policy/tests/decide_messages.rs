@@ -240,3 +240,25 @@ fn hipaa_names_the_web_search_field_or_tools() {
     );
     assert!(d.denial.is_none(), "{d:?}");
 }
+
+/// A flag of the wrong JSON type (issue 10) is refused naming the types the catalog documents.
+#[test]
+fn mistyped_flags_name_their_documented_types() {
+    let resp = |field: &'static str, v: FieldValue<'static>| {
+        let req = Req::new().model("gpt-4o-2024-08-06").field(field, v);
+        denial("us", Retention::Zdr, "POST", "/v1/responses", &req)
+    };
+    for (field, v, types) in [
+        ("background", FieldValue::String("true"), "boolean"),
+        ("conversation", FieldValue::Bool(true), "string or object"),
+        ("prompt", FieldValue::Number, "object"),
+        ("previous_response_id", FieldValue::Array, "string"),
+    ] {
+        let d = resp(field, v);
+        assert_eq!((d.rule, d.param.as_deref()), (Rule::StatefulFeature, Some(field)));
+        assert_eq!(
+            d.message,
+            format!("{field} must be a JSON {types} (or null) on /v1/responses.")
+        );
+    }
+}
