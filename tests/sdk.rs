@@ -33,6 +33,7 @@ const ALL_CASES: &[&str] = &[
     "file_upload",
     "batch_upload_allowed",
     "batch_upload_denied",
+    "uploads_batch_denied",
     "denial_not_retried",
     "upstream_5xx_retried",
 ];

@@ -240,6 +240,30 @@ const cases = {
     check(after - before === 1, `deny counter moved by ${after - before}, wanted 1`);
   },
 
+  async uploads_batch_denied() {
+    // The Uploads API (large files): a batch input cannot be line-checked across parts, so
+    // its create call is refused and names POST /v1/files.
+    const text = batchLine(0, EU_MODEL);
+    const before = await requestsTotal('decision="deny"');
+    let err;
+    try {
+      await client({ project: process.env.RP_EU_MAM_PROJECT }).uploads.create({
+        bytes: Buffer.byteLength(text),
+        filename: 'sdk-node-batch.jsonl',
+        mime_type: 'application/jsonl',
+        purpose: 'batch',
+      });
+    } catch (e) {
+      err = e;
+    }
+    check(err !== undefined, 'a batch input through the Uploads API was not refused');
+    check(err instanceof OpenAI.PermissionDeniedError, `wanted PermissionDeniedError, got ${err?.constructor?.name} ${err?.status}`);
+    check(err.code === 'residency_policy_violation', `code ${err.code}`);
+    check(String(err.message).includes('POST /v1/files'), `message ${err.message}`);
+    const after = await requestsTotal('decision="deny"');
+    check(after - before === 1, `deny counter moved by ${after - before}, wanted 1`);
+  },
+
   async realtime() {
     const item = {
       type: 'conversation.item.create',

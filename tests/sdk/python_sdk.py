@@ -203,6 +203,25 @@ def case_batch_upload_denied() -> None:
     check(after - before == 1, f"deny counter moved by {after - before}, wanted 1")
 
 
+def case_uploads_batch_denied() -> None:
+    # The SDK's large-file helper (the Uploads API): a batch input cannot be line-checked across
+    # parts, so its create call is refused and names POST /v1/files; nothing is retried.
+    data = batch_line(0, EU_MODEL)
+    before = requests_total('decision="deny"')
+    try:
+        client(project=os.environ["RP_EU_MAM_PROJECT"]).uploads.upload_file_chunked(
+            file=data, filename="sdk-python-batch.jsonl", bytes=len(data), mime_type="application/jsonl", purpose="batch"
+        )
+    except openai.PermissionDeniedError as e:
+        check(e.status_code == 403, f"status {e.status_code}")
+        check(e.code == "residency_policy_violation", f"code {e.code!r}")
+        check("POST /v1/files" in str(e.message), f"message {e.message!r}")
+    else:
+        raise AssertionError("a batch input through the Uploads API was not refused")
+    after = requests_total('decision="deny"')
+    check(after - before == 1, f"deny counter moved by {after - before}, wanted 1")
+
+
 def case_denial_not_retried() -> None:
     c = client(max_retries=2)
     before = requests_total('decision="deny"')
@@ -287,6 +306,7 @@ CASES = [
     ("file_upload", case_file_upload),
     ("batch_upload_allowed", case_batch_upload_allowed),
     ("batch_upload_denied", case_batch_upload_denied),
+    ("uploads_batch_denied", case_uploads_batch_denied),
     ("realtime", case_realtime),
     ("realtime_denied", case_realtime_denied),
     ("denial_not_retried", case_denial_not_retried),
