@@ -268,7 +268,9 @@ async fn a_japan_project_uploads_its_batch_input_and_reads_the_results() {
     for purpose in ["assistants", "fine-tune", "user_data"] {
         for first in [true, false] {
             let c = form_post("/v1/files", "proj_jp", upload(purpose, &[GOOD_LINE], first));
-            let message = assert_refused(&both(&env, &c).await, "endpoint_region");
+            let o = both(&env, &c).await;
+            let message = assert_refused(&o, "endpoint_region");
+            assert_eq!(o.error.as_ref().unwrap()["error"]["param"], "purpose");
             assert!(message.contains(&format!("purpose \"{purpose}\"")), "{message}");
             assert!(
                 message.contains("Only uploads with purpose \"batch\""),

@@ -634,6 +634,7 @@ pub fn batch_line(
     let deny = |d: Decision| {
         let rule = d.denial.as_ref().map(|x| x.rule);
         Refusal {
+            param: None,
             rule,
             message: d.denial.map_or_else(|| "refused".into(), |x| x.message),
         }
@@ -643,6 +644,7 @@ pub fn batch_line(
     let inspected =
         inspect(snap, m, &uri, Some("application/json"), needs.then_some(&body)).map_err(|e| match e {
             ProxyError::Denied(d) => Refusal {
+                param: None,
                 rule: Some(d.rule),
                 message: d.message,
             },
@@ -653,6 +655,7 @@ pub fn batch_line(
         // The include edit of encrypted reasoning is not needed in a batch (no next turn).
         _ if inspected.decision.rewrites.store.is_some() || inspected.decision.rewrites.model.is_some() => {
             Err(Refusal {
+                param: None,
                 rule: inspected
                     .decision
                     .rules
@@ -669,6 +672,7 @@ pub fn batch_line(
             let p = &snap.config.projects.projects[project];
             match policy::batch_line(&snap.config.catalog, p, m.op, inspected.model.as_deref()) {
                 Some(d) => Err(Refusal {
+                    param: None,
                     rule: Some(d.rule),
                     message: d.message,
                 }),

@@ -48,11 +48,14 @@ pub struct BatchSpec {
 pub struct Refusal {
     pub rule: Option<policy::Rule>,
     pub message: String,
+    /// The request field at fault; None: the file (a line of it).
+    pub param: Option<&'static str>,
 }
 
 impl Refusal {
     pub fn unreadable(message: impl Into<String>) -> Refusal {
         Refusal {
+            param: None,
             rule: None,
             message: message.into(),
         }
@@ -251,6 +254,7 @@ impl BatchChecker {
         }
         if let Err(why) = (self.check)(line) {
             self.first_bad = Some(Refusal {
+                param: None,
                 rule: why.rule,
                 message: format!("line {}: {}", self.line_no, why.message),
             });
@@ -269,6 +273,7 @@ impl BatchChecker {
             return None;
         }
         self.first_bad.take().map(|bad| Refusal {
+            param: None,
             rule: bad.rule,
             message: format!("The batch input file is refused: {}", bad.message),
         })
@@ -530,6 +535,7 @@ mod tests {
             Box::new(|l: &[u8]| {
                 if memchr::memmem::find(l, b"bad").is_some() {
                     Err(Refusal {
+                        param: None,
                         rule: Some(policy::Rule::ModelNotEligible),
                         message: "bad model".into(),
                     })
@@ -835,6 +841,7 @@ mod tests {
                 Ok(())
             } else {
                 Err(Refusal {
+                    param: None,
                     rule: Some(policy::Rule::EndpointRegion),
                     message: "not here".into(),
                 })

@@ -282,6 +282,7 @@ pub fn batch_checker(
         let project = &purpose_snap.config.projects.projects[m.project];
         match policy::upload_purpose(&purpose_snap.config.catalog, project, m.op, purpose) {
             Some(d) => Err(batch::Refusal {
+                param: Some("purpose"),
                 rule: Some(d.rule),
                 message: d.message,
             }),
@@ -312,7 +313,11 @@ pub fn batch_verdict(ctx: &mut Ctx, r: batch::Refusal) -> Option<Stop> {
         return None;
     }
     Some(match r.rule {
-        Some(rule) => Stop::Deny(Decision::deny(rule, r.message, Some("file".into()))),
+        Some(rule) => Stop::Deny(Decision::deny(
+            rule,
+            r.message,
+            Some(r.param.unwrap_or("file").into()),
+        )),
         None => {
             // An upload that cannot be read was not decided, like any unreadable body.
             ctx.decision = None;
