@@ -401,6 +401,33 @@ async fn realtime_operations_follow_the_realtime_row() {
         assert_refused(&o, "model_not_eligible");
         assert_eq!(o.error.unwrap()["error"]["param"], "session.model", "{session}");
     }
+    // A session's input transcription model is judged on the /v1/audio/transcriptions row.
+    let transcribing = |m: &str| json!({"type": "realtime", "model": REALTIME, "audio": {"input": {"transcription": {"model": m}}}});
+    assert_reached(
+        &both(&env, &secret("proj_us", transcribing("gpt-4o-transcribe"))).await,
+        "us",
+    );
+    let o = both(
+        &env,
+        &secret("proj_us", transcribing("gpt-4o-transcribe-diarize")),
+    )
+    .await;
+    let message = assert_refused(&o, "model_not_eligible");
+    assert!(message.contains("/v1/audio/transcriptions"), "{message}");
+    assert_eq!(
+        o.error.unwrap()["error"]["param"],
+        "session.audio.input.transcription.model"
+    );
+    let o = both(
+        &env,
+        &form_post(
+            "/v1/realtime/calls",
+            "proj_us",
+            call(Some(transcribing("x-transcribe"))),
+        ),
+    )
+    .await;
+    assert_refused(&o, "model_not_eligible");
     let o = both(
         &env,
         &json_post(

@@ -145,6 +145,12 @@ pub enum CheckKind {
     /// The member is the request's model (the operation has no top-level model field): the
     /// scan reports it as the check's first other value.
     Model,
+    /// The member, when present, is a second model judged on another row's `models` (None:
+    /// that row lists none, any model).
+    RowModel {
+        row: String,
+        models: Option<Vec<String>>,
+    },
 }
 
 /// What an eligible tool needs.

@@ -323,7 +323,7 @@ fn of_operation(catalog: &Catalog, project: &Project, op: OpId, candidates: &[St
                 }
                 None => continue,
             },
-            CheckKind::Stateful | CheckKind::Model => continue,
+            CheckKind::Stateful | CheckKind::Model | CheckKind::RowModel { .. } => continue,
         };
         if markers.iter().any(|m| m.role == role) {
             continue;

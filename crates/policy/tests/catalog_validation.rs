@@ -193,7 +193,7 @@ fn many_problems_at_once() {
         "regions[3].host: \"https://ca.api.openai.com\" is not a host name (no scheme, no path)".to_owned(),
         "regions[4].id: duplicate region \"ca\"".to_owned(),
         format!("endpoints[{chat}].store.true_allowed_regions[1]: unknown region \"usa\", did you mean \"us\"?"),
-        format!("endpoints[{chat}].operations[0].body_checks[1]: unknown body check \"images\" (known: chat_audio_refs, chat_part_file_ids, chat_parts, chat_tools, realtime_session_model, realtime_transcription_model, responses_item_tools, responses_items, responses_output_file_ids, responses_output_parts, responses_part_file_ids, responses_parts, responses_screenshot_file_ids, responses_tool_vector_stores, responses_tools)"),
+        format!("endpoints[{chat}].operations[0].body_checks[1]: unknown body check \"images\" (known: chat_audio_refs, chat_part_file_ids, chat_parts, chat_tools, realtime_input_transcription_model, realtime_session_model, realtime_session_transcription_model, realtime_transcription_model, responses_item_tools, responses_items, responses_output_file_ids, responses_output_parts, responses_part_file_ids, responses_parts, responses_screenshot_file_ids, responses_tool_vector_stores, responses_tools)"),
         format!("endpoints[{chat}].operations[0].body_checks[2]: \"chat_parts\" listed twice"),
         "body_checks.chat_parts.absent: \"image_url\" is not one of the listed types".to_owned(),
         "body_checks.chat_tools.tools.function.feature: unknown feature \"nope\"".to_owned(),
@@ -400,4 +400,24 @@ fn other_rows_purposes_and_model_checks_are_validated() {
     for w in &want {
         assert!(p.contains(w), "missing {w:?} in {p:#?}");
     }
+}
+
+#[test]
+fn a_model_judged_on_another_row_names_a_known_row() {
+    let mut v = doc();
+    v["body_checks"]["realtime_input_transcription_model"]["row"] = json!("/v1/audio/transcription");
+    v["body_checks"]["chat_parts"]["row"] = json!("/v1/audio/transcriptions");
+    let p = problems(&v);
+    assert!(
+        p.iter().any(|x| {
+            x.starts_with(
+            "body_checks.realtime_input_transcription_model.row: unknown endpoint \"/v1/audio/transcription\""
+        )
+        }),
+        "{p:#?}"
+    );
+    assert!(
+        p.contains(&"body_checks.chat_parts.row: only a model check is judged on another row".to_owned()),
+        "{p:#?}"
+    );
 }

@@ -244,3 +244,62 @@ fn a_transcription_session_names_no_realtime_snapshot() {
     );
     assert_eq!(d.verdict, Verdict::Allow);
 }
+
+#[test]
+fn a_session_transcription_model_is_judged_on_the_transcriptions_row() {
+    let c = catalog();
+    let us = project("us", MAM);
+    for (t, primary, transcription) in [
+        (
+            "/v1/realtime/client_secrets",
+            Some("realtime_session_model"),
+            "realtime_session_transcription_model",
+        ),
+        (
+            "/v1/realtime/calls",
+            Some("realtime_session_model"),
+            "realtime_session_transcription_model",
+        ),
+        (
+            "/v1/realtime/sessions",
+            None,
+            "realtime_input_transcription_model",
+        ),
+    ] {
+        let id = op(&c, "POST", t);
+        let base = || match primary {
+            Some(check) => Req::new().check(check, Some(REALTIME)),
+            None => Req::new().model(REALTIME),
+        };
+        // Absent: nothing to judge. A transcription model of Table 2's audio row: allowed.
+        assert_eq!(decide(&c, &us, id, &base()).verdict, Verdict::Allow, "{t}");
+        for m in ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"] {
+            let d = decide(&c, &us, id, &base().check(transcription, Some(m)));
+            assert_eq!(d.verdict, Verdict::Allow, "{t} {m}: {d:?}");
+        }
+        // Anything else is refused, naming where it was read and the row it is judged on.
+        let d = decide(
+            &c,
+            &us,
+            id,
+            &base().check(transcription, Some("gpt-4o-transcribe-diarize")),
+        );
+        assert_eq!(denied_by(&d), Some(Rule::ModelNotEligible), "{t}");
+        let denial = d.denial.unwrap();
+        assert!(
+            denial.message.contains("/v1/audio/transcriptions"),
+            "{}",
+            denial.message
+        );
+        assert!(denial.param.unwrap().ends_with("transcription.model"));
+        // Global is not a residency region.
+        let global = project("global", Retention::Default);
+        let d = decide(
+            &c,
+            &global,
+            id,
+            &base().check(transcription, Some("gpt-4o-transcribe-diarize")),
+        );
+        assert_eq!(d.verdict, Verdict::Allow, "{t} in global");
+    }
+}

@@ -77,6 +77,11 @@ pub struct RawBodyCheck {
     /// For `tools`: the eligible tool types.
     #[serde(default)]
     pub tools: BTreeMap<String, RawTool>,
+    /// For `model`: the member is not the request's model but a second one, judged on this
+    /// endpoint row's models (e.g. a realtime session's input transcription model on
+    /// `/v1/audio/transcriptions`); absent from the body: nothing to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
     #[serde(default)]
     pub notes: Vec<String>,
 }

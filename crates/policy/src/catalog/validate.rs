@@ -381,6 +381,21 @@ pub(super) fn validate(raw: &RawCatalog) -> Result<Catalog, CatalogError> {
         }
     }
 
+    // A model judged on another row takes that row's models, now that every row is known.
+    for (k, op) in operations.iter_mut().enumerate() {
+        for c in &mut op.plan.checks {
+            if let CheckKind::RowModel { row, models } = &mut c.kind {
+                match endpoints.iter().find(|e| &e.id == row) {
+                    Some(e) => *models = e.models.clone(),
+                    None => cx.problem(
+                        format!("body_checks.{}.row", c.name),
+                        format!("unknown endpoint \"{row}\" (operation {k})"),
+                    ),
+                }
+            }
+        }
+    }
+
     if !cx.problems.is_empty() {
         return Err(CatalogError {
             problems: cx.problems,
@@ -696,7 +711,7 @@ fn operation_of(
     // field holding a JSON object.
     let form_model_checks_only = checks
         .iter()
-        .all(|c| c.kind == CheckKind::Model && !c.path.is_empty());
+        .all(|c| matches!(c.kind, CheckKind::Model | CheckKind::RowModel { .. }) && !c.path.is_empty());
     let readable = match source {
         BodySource::Json => true,
         BodySource::Multipart => form_model_checks_only,

@@ -68,6 +68,35 @@ pub(super) fn check(
             CheckKind::Tools(rules) => tools(acc, project, region, endpoint, c, rules, f, model, residency),
             // The request's model: judged with the model (see `decide`).
             CheckKind::Model => {}
+            CheckKind::RowModel { row, models } => {
+                let bad = match f.other {
+                    Some(OtherValue::String(m)) => {
+                        models.as_ref().is_some_and(|ms| !ms.iter().any(|x| x == m))
+                    }
+                    Some(OtherValue::NotString) => true,
+                    None => false,
+                };
+                if residency && bad {
+                    acc.deny(Rule::ModelNotEligible, || {
+                        let what = match f.other {
+                            Some(OtherValue::String(m)) => format!("model {}", quoted(m)),
+                            _ => "a model that is not a string".to_owned(),
+                        };
+                        (
+                            format!(
+                                "{what} at {} is judged on {row}, and is not eligible for data residency there in {} \
+                                 of project \"{}\" ({}); eligible snapshots: {}.",
+                                c.display(),
+                                region_label(project, region),
+                                project.name,
+                                endpoint.id,
+                                models.as_ref().map_or_else(String::new, |m| m.join(", "))
+                            ),
+                            Some(c.display()),
+                        )
+                    });
+                }
+            }
         }
     }
 }

@@ -61,6 +61,12 @@ pub(super) fn body_checks(
             continue;
         };
         cx.non_empty(&format!("{place}.key"), &c.key);
+        if c.row.is_some() && c.kind != RawCheckKind::Model {
+            cx.problem(
+                format!("{place}.row"),
+                "only a model check is judged on another row",
+            );
+        }
         let lists_types = !c.image_free.is_empty() || !c.stateful.is_empty() || c.absent.is_some();
         let kind = match c.kind {
             RawCheckKind::Types => {
@@ -164,7 +170,17 @@ pub(super) fn body_checks(
                 if path.iter().any(|s| s == EACH) {
                     cx.problem(format!("{place}.path"), "a model check's path has no []");
                 }
-                (Vec::new(), CheckKind::Model)
+                match &c.row {
+                    // The row's models are filled in once every endpoint is known.
+                    Some(row) => (
+                        Vec::new(),
+                        CheckKind::RowModel {
+                            row: row.clone(),
+                            models: None,
+                        },
+                    ),
+                    None => (Vec::new(), CheckKind::Model),
+                }
             }
         };
         let (values, kind) = kind;
