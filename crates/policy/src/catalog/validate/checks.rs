@@ -38,8 +38,14 @@ fn parse_path(path: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// `v`'s bit in a mask over `values`; none past the 64th value (such a check is reported as
+/// having too many values, but its masks are computed first and must not overflow).
 fn bit_of(values: &[String], v: &str) -> u64 {
-    values.iter().position(|x| x == v).map_or(0, |i| 1u64 << i)
+    values
+        .iter()
+        .position(|x| x == v)
+        .and_then(|i| 1u64.checked_shl(u32::try_from(i).ok()?))
+        .unwrap_or(0)
 }
 
 pub(super) fn body_checks(
@@ -260,5 +266,11 @@ mod tests {
         for bad in ["[]", "a..b", "a.", "A", "a b", "a[", "a[]b"] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn member_names_take_digits_and_underscores() {
+        assert_eq!(parse_path("file_id"), Some(vec!["file_id".into()]));
+        assert_eq!(parse_path("v2[]"), Some(vec!["v2".into(), "[]".into()]));
     }
 }
