@@ -317,6 +317,13 @@ impl BatchChecker {
         if let Some(why) = self.refused_now() {
             return Err(why);
         }
+        // Held whole because some purpose is refused here: without a purpose it stays unjudged.
+        if self.spec.hold_until_purpose && self.is_batch_known().is_none() {
+            return Err(Refusal::unreadable(format!(
+                "the upload names no {:?}, and in this project's region only some purposes may be uploaded",
+                self.spec.purpose_field
+            )));
+        }
         match &self.parser {
             Some(parser) => parser.finish().map_err(Refusal::unreadable),
             None => Err(Refusal::unreadable("the multipart body could not be followed")),
@@ -826,6 +833,27 @@ mod tests {
                 assert_eq!(sent, batch);
             }
         }
+    }
+
+    /// Held for its purpose, an upload that names none is refused at its end, and nothing of
+    /// it was sent.
+    #[tokio::test]
+    async fn a_held_upload_without_a_purpose_is_refused() {
+        let held = BatchSpec {
+            hold_until_purpose: true,
+            ..spec()
+        };
+        let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{\"ok\":1}\r\n--B--\r\n";
+        for chunk in [1, 7, 4096] {
+            let (sent, failed, refusal) = drive_checked(body, chunk, held.clone()).await;
+            assert!(failed, "chunk {chunk}");
+            assert!(memchr::memmem::find(&sent, b"ok").is_none(), "chunk {chunk}");
+            assert!(refusal.unwrap().message.contains("names no \"purpose\""));
+        }
+        // Without the hold (US/EU), nothing changes: OpenAI answers a missing purpose itself.
+        let (sent, failed, _) = drive_checked(body, 7, spec()).await;
+        assert!(!failed);
+        assert_eq!(sent, body);
     }
 
     /// [`drive`] with a purpose check that refuses every purpose but `batch`.
