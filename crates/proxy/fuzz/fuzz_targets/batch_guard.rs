@@ -36,7 +36,7 @@ fn upload(purpose: &str, lines: &str, purpose_first: bool) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else { return };
-    let (is_batch, purpose_first) = (flags & 1 != 0, flags & 2 != 0);
+    let (is_batch, purpose_first, hold) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     let (kinds, cuts) = rest.split_at(rest.len() / 2);
     let lines: String = kinds
         .iter()
@@ -65,10 +65,11 @@ fuzz_target!(|data: &[u8]| {
         file_field: "file".into(),
         max_line: 1024,
         max_held: 1 << 20,
+        hold_until_purpose: hold,
     };
     let check = Box::new(|l: &[u8]| {
         if l.windows(3).any(|w| w == b"bad") {
-            Err(Refusal { rule: Some(policy::Rule::ModelNotEligible), message: "bad".into() })
+            Err(Refusal { rule: Some(policy::Rule::ModelNotEligible), message: "bad".into(), param: None })
         } else {
             Ok(())
         }
