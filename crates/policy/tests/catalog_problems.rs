@@ -271,3 +271,19 @@ fn a_check_lists_at_most_64_values() {
     }
     has(&problems(&with_values(65)), &want);
 }
+
+#[test]
+fn a_model_check_lists_nothing() {
+    for (key, value) in [
+        ("image_free", json!(["input_text"])),
+        ("tools", json!({"function": {}})),
+    ] {
+        let mut v = doc();
+        assert_eq!(v["body_checks"]["realtime_session_model"]["kind"], json!("model"));
+        v["body_checks"]["realtime_session_model"][key] = value;
+        has(
+            &problems(&v),
+            "body_checks.realtime_session_model: a model check lists nothing: the member is the model",
+        );
+    }
+}
