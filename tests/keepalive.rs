@@ -1,5 +1,5 @@
-//! Idle keep-alive connections are parked without hyper's buffers (issue 15): after about half
-//! a second at rest, a plain HTTP/1 connection waits on its socket alone, and its next request
+//! Idle keep-alive connections are parked without hyper's buffers (issue 15): shortly after
+//! coming to rest (`keepalive::PARK_AFTER`), a plain HTTP/1 connection waits on its socket alone, and its next request
 //! is served by a new HTTP/1 connection on the same socket. The client sees one unbroken
 //! keep-alive connection: same answers, the framing guard's refusal still applies, pipelined
 //! requests are answered in order, and the keep-alive wait still ends at `request_header_secs`.
@@ -143,7 +143,7 @@ async fn a_parked_connection_closes_when_the_keep_alive_wait_ends() {
 async fn a_new_connection_that_waits_before_its_first_request_is_served() {
     let env = Env::standard().await;
     let mut c = Conn::open(env.proxy.addr, b"").await;
-    // The client itself is slow: it says nothing for twice the parking delay (a scenario,
+    // The client itself is slow: it says nothing for far longer than the parking delay (a scenario,
     // not a wait for the proxy). Only a connection that served a request is ever parked.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     c.stream().write_all(&chat(&env)).await.unwrap();
