@@ -520,6 +520,22 @@ where
 mod tests {
     use super::*;
 
+    /// What a guard lets through, and whether it ended in an error.
+    async fn drain_guard<B>(guard: &mut B) -> (Vec<u8>, bool)
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
+        use http_body_util::BodyExt;
+        let mut sent = Vec::new();
+        while let Some(frame) = guard.frame().await {
+            match frame {
+                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Err(_) => return (sent, true),
+            }
+        }
+        (sent, false)
+    }
+
     fn spec() -> BatchSpec {
         BatchSpec {
             purpose_field: "purpose".into(),
@@ -633,7 +649,6 @@ mod tests {
     }
 
     async fn drive_pieces(pieces: Vec<&[u8]>, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
-        use http_body_util::BodyExt;
         let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = pieces
             .into_iter()
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
@@ -643,17 +658,7 @@ mod tests {
         c.spec = spec;
         let (tx, rx) = crate::batch::verdict();
         let mut guard = BatchGuard::new(inner, c, tx, false);
-        let mut sent = Vec::new();
-        let mut failed = false;
-        while let Some(frame) = guard.frame().await {
-            match frame {
-                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let (sent, failed) = drain_guard(&mut guard).await;
         (sent, failed, rx.take())
     }
 
@@ -858,7 +863,6 @@ mod tests {
 
     /// [`drive`] with a purpose check that refuses every purpose but `batch`.
     async fn drive_checked(body: &[u8], chunk: usize, spec: BatchSpec) -> (Vec<u8>, bool, Option<Refusal>) {
-        use http_body_util::BodyExt;
         let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
             .chunks(chunk)
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
@@ -878,16 +882,7 @@ mod tests {
         c.spec = spec;
         let (tx, rx) = crate::batch::verdict();
         let mut guard = BatchGuard::new(inner, c, tx, false);
-        let (mut sent, mut failed) = (Vec::new(), false);
-        while let Some(frame) = guard.frame().await {
-            match frame {
-                Ok(f) => sent.extend_from_slice(&f.into_data().unwrap()),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let (sent, failed) = drain_guard(&mut guard).await;
         (sent, failed, rx.take())
     }
 

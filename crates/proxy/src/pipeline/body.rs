@@ -85,10 +85,10 @@ pub async fn decode_body(
     encoding: Encoding,
     limit: u64,
 ) -> Result<Bytes, Stop> {
-    let Some(mut decoder) = Decoder::new(raw.clone(), encoding, limit) else {
-        return Ok(raw);
+    let mut decoder = match start_decoding(headers, raw, encoding, limit) {
+        Ok(decoder) => decoder,
+        Err(identity) => return Ok(identity),
     };
-    headers.remove(http::header::CONTENT_ENCODING);
     if decoder.run(INLINE_DECODE_BYTES)? {
         return Ok(decoder.finish());
     }
@@ -115,12 +115,29 @@ pub fn decode_body_now(
     encoding: Encoding,
     limit: u64,
 ) -> Result<Bytes, Stop> {
-    let Some(mut decoder) = Decoder::new(raw.clone(), encoding, limit) else {
-        return Ok(raw);
+    let mut decoder = match start_decoding(headers, raw, encoding, limit) {
+        Ok(decoder) => decoder,
+        Err(identity) => return Ok(identity),
     };
-    headers.remove(http::header::CONTENT_ENCODING);
     decoder.run(u64::MAX)?;
     Ok(decoder.finish())
+}
+
+/// The decoder of an encoded body, whose `Content-Encoding` goes (the body is forwarded
+/// decoded); Err: an identity body, returned as read.
+fn start_decoding(
+    headers: &mut HeaderMap,
+    raw: Bytes,
+    encoding: Encoding,
+    limit: u64,
+) -> Result<Decoder, Bytes> {
+    if matches!(encoding, Encoding::Identity) {
+        // The usual request: no Bytes clone, no decoder.
+        return Err(raw);
+    }
+    let decoder = Decoder::new(raw.clone(), encoding, limit).ok_or(raw)?;
+    headers.remove(http::header::CONTENT_ENCODING);
+    Ok(decoder)
 }
 
 /// Phase 2, second half: decides over a buffered body (`body`, decoded by [`decode_body`];
