@@ -3,7 +3,7 @@
 //!
 //! - `proxy_evaluate`: exactly what the proxy runs per request (`proxy::evaluate::inspect` on a
 //!   real config snapshot, then the splice applied), allocations included;
-//! - `inspect_scan_decide_splice`: the same work with a spec built once (the floor);
+//! - `inspect_scan_decide_splice`: the same work with a spec and checks built once (the floor);
 //! - `serde_value_roundtrip`: the baseline.
 //!
 //! Run: `cargo bench --bench hot_path` (`-- --quick` for a fast look).
@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use inspect::{scan_json_checked, JsonScan, JsonSpec, Other, PathCheck, Splice, Value};
+use inspect::{scan_json_with, CheckSet, JsonScan, JsonSpec, Other, PathCheck, Splice, Value};
 use policy::{Catalog, CheckFacts, Facts, FieldValue, OpId, OtherValue, Project, Retention};
 use std::hint::black_box;
 
@@ -160,14 +160,14 @@ fn decide(ctx: &PolicyCtx, scan: &JsonScan<'_>) -> policy::Decision {
 }
 
 /// (a): scan, decide (when available), splice `store` to `false`, apply.
-fn inspect_path(body: &Bytes, ctx: Option<&PolicyCtx>) -> usize {
-    let scan = scan_json_checked(
+fn inspect_path(body: &Bytes, checks: &CheckSet, ctx: Option<&PolicyCtx>) -> usize {
+    let scan = scan_json_with(
         body,
         &JsonSpec {
             fields: FIELDS,
             markers: &[],
         },
-        CHECKS,
+        checks,
     )
     .expect("valid body");
     if let Some(ctx) = ctx {
@@ -226,15 +226,16 @@ fn hot_path(c: &mut Criterion) {
             "policy::Catalog::builtin() or classify failed: benchmarking inspect without policy::decide"
         );
     }
+    let checks = CheckSet::new(CHECKS).unwrap();
     if let Some(ctx) = &ctx {
         let body = chat_body(1 << 10);
-        let scan = scan_json_checked(
+        let scan = scan_json_with(
             &body,
             &JsonSpec {
                 fields: FIELDS,
                 markers: &[],
             },
-            CHECKS,
+            &checks,
         )
         .unwrap();
         let d = decide(ctx, &scan);
@@ -247,7 +248,7 @@ fn hot_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("hot_path");
     for (label, size) in [("1KiB", 1usize << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)] {
         let body = chat_body(size);
-        assert_eq!(inspect_path(&body, ctx.as_ref()), body.len() + 1);
+        assert_eq!(inspect_path(&body, &checks, ctx.as_ref()), body.len() + 1);
         assert_eq!(proxy_path(&body, &snap, matched), body.len() + 1);
         assert!(serde_path(&body) > 0);
         g.throughput(Throughput::Bytes(body.len() as u64));
@@ -257,7 +258,7 @@ fn hot_path(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("inspect_scan_decide_splice", label),
             &body,
-            |b, body| b.iter(|| inspect_path(black_box(body), ctx.as_ref())),
+            |b, body| b.iter(|| inspect_path(black_box(body), &checks, ctx.as_ref())),
         );
         g.bench_with_input(
             BenchmarkId::new("serde_value_roundtrip", label),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
 
-use crate::paths::{Other, PathCheck, PathHits, Table, EACH};
+use crate::paths::{CheckSet, Other, PathCheck, PathHits};
 use crate::pow10::POW10;
 
 /// What a caller wants out of a body.
@@ -141,16 +141,30 @@ pub fn scan_json<'a>(body: &'a [u8], spec: &JsonSpec<'_>) -> Result<JsonScan<'a>
 }
 
 /// [`scan_json`], also answering `checks` (see [`crate::paths`]) in the same single pass.
+/// Compiles the checks first: a caller scanning many bodies with the same checks compiles
+/// them once into a [`CheckSet`] and calls [`scan_json_with`].
 pub fn scan_json_checked<'a>(
     body: &'a [u8],
     spec: &JsonSpec<'_>,
     checks: &[PathCheck<'_>],
 ) -> Result<JsonScan<'a>, JsonError> {
-    let table = if checks.is_empty() {
-        None
-    } else {
-        Some(Table::new(checks).ok_or_else(|| err(0, JsonErrorKind::TooManyChecks))?)
-    };
+    if checks.is_empty() {
+        return scan(body, spec, None);
+    }
+    let set = CheckSet::new(checks).map_err(|_| err(0, JsonErrorKind::TooManyChecks))?;
+    scan(body, spec, Some(&set))
+}
+
+/// [`scan_json`], also answering the compiled `checks` in the same single pass.
+pub fn scan_json_with<'a>(
+    body: &'a [u8],
+    spec: &JsonSpec<'_>,
+    checks: &CheckSet,
+) -> Result<JsonScan<'a>, JsonError> {
+    scan(body, spec, (!checks.is_empty()).then_some(checks))
+}
+
+fn scan<'a>(body: &'a [u8], spec: &JsonSpec<'_>, set: Option<&CheckSet>) -> Result<JsonScan<'a>, JsonError> {
     if body.is_empty() {
         return Err(err(0, JsonErrorKind::Empty));
     }
@@ -160,7 +174,7 @@ pub fn scan_json_checked<'a>(
     let open = skip_ws(body, 0);
     match body.get(open) {
         None => Err(err(open, JsonErrorKind::Empty)),
-        Some(b'{') => Scanner::new(body, spec, checks, table.as_ref()).run(open),
+        Some(b'{') => Scanner::new(body, spec, set).run(open),
         Some(_) => Err(err(open, JsonErrorKind::NotAnObject)),
     }
 }
@@ -178,11 +192,11 @@ fn syntax(offset: usize, what: &'static str) -> JsonError {
 #[inline(always)]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
-        if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
-            i += 1;
-        } else {
+        // Every JSON whitespace byte is at most b' ': one comparison for the usual token.
+        if c > b' ' || !(c == b' ' || c == b'\n' || c == b'\r' || c == b'\t') {
             break;
         }
+        i += 1;
     }
     i
 }
@@ -253,9 +267,10 @@ struct Scanner<'a, 's> {
     fields: Vec<Field<'a>>,
     markers_hit: Vec<bool>,
     pending: Option<PendingField>,
-    checks: &'s [PathCheck<'s>],
-    table: Option<&'s Table>,
+    set: Option<&'s CheckSet>,
     hits: Vec<PathHits<'a>>,
+    /// Checks (by bit) that met an object without their member, or with it `null`.
+    absent: u64,
 }
 
 /// A scanned string literal.
@@ -268,12 +283,7 @@ struct StrLit<'a> {
 }
 
 impl<'a, 's> Scanner<'a, 's> {
-    fn new(
-        body: &'a [u8],
-        spec: &'s JsonSpec<'s>,
-        checks: &'s [PathCheck<'s>],
-        table: Option<&'s Table>,
-    ) -> Self {
+    fn new(body: &'a [u8], spec: &'s JsonSpec<'s>, set: Option<&'s CheckSet>) -> Self {
         Scanner {
             body,
             spec,
@@ -287,9 +297,9 @@ impl<'a, 's> Scanner<'a, 's> {
             fields: Vec::with_capacity(spec.fields.len()),
             markers_hit: vec![false; spec.markers.len()],
             pending: None,
-            checks,
-            table,
-            hits: vec![PathHits::default(); checks.len()],
+            set,
+            hits: vec![PathHits::default(); set.map_or(0, CheckSet::len)],
+            absent: 0,
         }
     }
 
@@ -297,7 +307,7 @@ impl<'a, 's> Scanner<'a, 's> {
         let b = self.body;
         let object_start = open + 1;
         let mut empty = true;
-        let root = self.table.map_or(0, |t| t.first);
+        let root = self.set.map_or(0, |t| t.first);
         self.push(true, open, root)?;
         let mut i = open + 1;
         let mut first = true;
@@ -358,7 +368,7 @@ impl<'a, 's> Scanner<'a, 's> {
                     }
                 };
                 self.add_key(key, key_start)?;
-                if let Some(t) = self.table {
+                if let Some(t) = self.set {
                     if self.stack.last().is_some_and(|f| f.alive != 0) {
                         (child, targets) = self.follow(t, key);
                     }
@@ -387,7 +397,11 @@ impl<'a, 's> Scanner<'a, 's> {
             };
             let value_start = i;
             if targets != 0 && c != b'"' {
-                self.answer(targets, if c == b'n' { None } else { Some(Other::NotString) });
+                if c == b'n' {
+                    self.absent |= targets;
+                } else {
+                    self.answer_not_string(targets);
+                }
             }
             let value = match c {
                 b'{' | b'[' => {
@@ -461,6 +475,14 @@ impl<'a, 's> Scanner<'a, 's> {
         if end != b.len() {
             return Err(err(end, JsonErrorKind::TrailingData));
         }
+        let mut m = self.absent;
+        while m != 0 {
+            let c = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(h) = self.hits.get_mut(c) {
+                h.absent = true;
+            }
+        }
         Ok(JsonScan {
             object_start,
             empty,
@@ -473,21 +495,19 @@ impl<'a, 's> Scanner<'a, 's> {
     /// For a member `key` of the innermost object: the positions its value reaches, and the
     /// checks (by bit) it answers.
     #[inline]
-    fn follow(&mut self, t: &Table, key: KeyRef) -> (u64, u64) {
+    fn follow(&mut self, t: &CheckSet, key: KeyRef) -> (u64, u64) {
         let Some(f) = self.stack.last() else {
             return (0, 0);
         };
         let (alive, objs) = (f.alive, f.objs);
         let kb = self.key_bytes(key);
         let mut child = 0u64;
-        let mut m = alive & !t.last;
+        let mut m = alive & t.named;
         while m != 0 {
             let p = m.trailing_zeros();
             m &= m - 1;
-            if let Some(step) = t.next_step(self.checks, p) {
-                if step != EACH && same_key(step.as_bytes(), kb) {
-                    child |= 1 << (p + 1);
-                }
+            if same_key(t.name(p), kb) {
+                child |= 1 << (p + 1);
             }
         }
         let mut targets = 0u64;
@@ -495,40 +515,35 @@ impl<'a, 's> Scanner<'a, 's> {
         while m != 0 {
             let c = m.trailing_zeros();
             m &= m - 1;
-            if self
-                .checks
-                .get(c as usize)
-                .is_some_and(|chk| same_key(chk.key.as_bytes(), kb))
-            {
+            if same_key(t.key(c), kb) {
                 targets |= 1 << c;
             }
         }
-        if let Some(f) = self.stack.last_mut() {
-            f.unseen &= !targets;
+        if targets != 0 {
+            if let Some(f) = self.stack.last_mut() {
+                f.unseen &= !targets;
+            }
         }
         (child, targets)
     }
 
-    /// Records a non-string value (None: `null`) for the checks in `targets`.
-    fn answer(&mut self, targets: u64, other: Option<Other<'a>>) {
+    /// Records a number, boolean, object or array for the checks in `targets`.
+    #[cold]
+    fn answer_not_string(&mut self, targets: u64) {
         let mut m = targets;
         while m != 0 {
             let c = m.trailing_zeros() as usize;
             m &= m - 1;
             if let Some(h) = self.hits.get_mut(c) {
-                match &other {
-                    None => h.absent = true,
-                    Some(o) => {
-                        if h.other.is_none() {
-                            h.other = Some(o.clone());
-                        }
-                    }
+                if h.other.is_none() {
+                    h.other = Some(Other::NotString);
                 }
             }
         }
     }
 
     /// Records a string value for the checks in `targets`.
+    #[inline(never)]
     fn answer_string(&mut self, targets: u64, lit: &StrLit<'a>) {
         let value: Cow<'a, [u8]> = if lit.escaped {
             let mut v = Vec::with_capacity(lit.raw.len());
@@ -537,19 +552,25 @@ impl<'a, 's> Scanner<'a, 's> {
         } else {
             Cow::Borrowed(lit.raw)
         };
+        let Some(set) = self.set else {
+            return;
+        };
         let mut m = targets;
         while m != 0 {
             let c = m.trailing_zeros() as usize;
             m &= m - 1;
-            let (Some(chk), Some(h)) = (self.checks.get(c), self.hits.get_mut(c)) else {
+            let Some(h) = self.hits.get_mut(c) else {
                 continue;
             };
-            match chk.values.iter().position(|v| same_key(v.as_bytes(), &value)) {
+            match set.values(c).iter().position(|v| same_key(v, &value)) {
                 Some(i) => h.seen |= 1 << i,
                 None if h.other.is_none() => {
-                    // Validated UTF-8 (scan_string / unescape of validated escapes).
+                    // Validated UTF-8 (scan_string / unescape of validated escapes): the
+                    // lossy conversion is never taken.
                     h.other = Some(Other::String(match &value {
-                        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+                        Cow::Borrowed(b) => {
+                            std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Cow::Borrowed)
+                        }
                         Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
                     }));
                 }
@@ -565,18 +586,13 @@ impl<'a, 's> Scanner<'a, 's> {
         }
         let (mut elem, mut objs) = (0u64, 0u64);
         if alive != 0 {
-            if let Some(t) = self.table {
+            if let Some(t) = self.set {
                 if is_object {
                     objs = t.checks_at_end(alive);
                 } else {
-                    let mut m = alive & !t.last;
-                    while m != 0 {
-                        let p = m.trailing_zeros();
-                        m &= m - 1;
-                        if t.next_step(self.checks, p) == Some(EACH) {
-                            elem |= 1 << (p + 1);
-                        }
-                    }
+                    // A position followed by `[]` is never the last of its path, so the next
+                    // position is its own check's.
+                    elem = (alive & t.each) << 1;
                 }
             }
         }
@@ -597,9 +613,7 @@ impl<'a, 's> Scanner<'a, 's> {
     #[inline]
     fn close(&mut self, end: usize) {
         if let Some(f) = self.stack.pop() {
-            if f.unseen != 0 {
-                self.answer(f.unseen, None);
-            }
+            self.absent |= f.unseen;
             self.keys.truncate(f.keys_base);
             self.arena.truncate(f.arena_base);
             if let Some(m) = f.map {
@@ -630,6 +644,7 @@ impl<'a, 's> Scanner<'a, 's> {
         }
     }
 
+    #[cold]
     fn dup(&self, k: KeyRef, at: usize) -> JsonError {
         err(
             at,
@@ -637,6 +652,7 @@ impl<'a, 's> Scanner<'a, 's> {
         )
     }
 
+    #[inline]
     fn linear_has(&self, base: usize, kb: &[u8]) -> bool {
         self.keys[base..].iter().any(|&o| same_key(self.key_bytes(o), kb))
     }
@@ -660,47 +676,62 @@ impl<'a, 's> Scanner<'a, 's> {
         let index = self.keys.len();
         match map {
             None => {
-                if self.linear_has(base, self.key_bytes(k)) {
+                // The object's first key needs no look back (half the keys of small objects).
+                if index > base && self.linear_has(base, self.key_bytes(k)) {
                     return Err(self.dup(k, at));
                 }
                 self.keys.push(k);
                 if index + 1 - base > LARGE_OBJECT {
-                    // Switch this object to a hash map.
-                    let m = self.maps_in_use;
-                    if self.maps.len() <= m {
-                        self.maps.push(KeyMap::default());
-                    }
-                    self.maps_in_use += 1;
-                    for j in base..self.keys.len() {
-                        let h = self.hash(self.keys[j]);
-                        self.maps[m].entry(h).or_insert(j);
-                    }
-                    if let Some(f) = self.stack.last_mut() {
-                        f.map = Some(m);
-                    }
+                    self.switch_to_map(base);
                 }
             }
-            Some(m) => {
-                let h = self.hash(k);
-                let existing = self.maps[m].get(&h).copied();
-                match existing {
-                    None => {
-                        self.maps[m].insert(h, index);
-                    }
-                    Some(j) => {
-                        let kb = self.key_bytes(k);
-                        // Same hash: equal key, or (rarely) a collision to settle linearly.
-                        if self.key_bytes(self.keys[j]) == kb || self.linear_has(base, kb) {
-                            return Err(self.dup(k, at));
-                        }
-                    }
-                }
-                self.keys.push(k);
-            }
+            Some(m) => self.add_hashed_key(m, base, k, at)?,
         }
         Ok(())
     }
 
+    /// Moves the innermost object's keys to a hash map (the large-object code is kept out of
+    /// line: most objects never get there).
+    #[cold]
+    #[inline(never)]
+    fn switch_to_map(&mut self, base: usize) {
+        let m = self.maps_in_use;
+        if self.maps.len() <= m {
+            self.maps.push(KeyMap::default());
+        }
+        self.maps_in_use += 1;
+        for j in base..self.keys.len() {
+            let h = self.hash(self.keys[j]);
+            self.maps[m].entry(h).or_insert(j);
+        }
+        if let Some(f) = self.stack.last_mut() {
+            f.map = Some(m);
+        }
+    }
+
+    /// [`Self::add_key`] for an object whose keys are in map `m`.
+    #[inline(never)]
+    fn add_hashed_key(&mut self, m: usize, base: usize, k: KeyRef, at: usize) -> Result<(), JsonError> {
+        let index = self.keys.len();
+        let h = self.hash(k);
+        let existing = self.maps[m].get(&h).copied();
+        match existing {
+            None => {
+                self.maps[m].insert(h, index);
+            }
+            Some(j) => {
+                let kb = self.key_bytes(k);
+                // Same hash: equal key, or (rarely) a collision to settle linearly.
+                if self.key_bytes(self.keys[j]) == kb || self.linear_has(base, kb) {
+                    return Err(self.dup(k, at));
+                }
+            }
+        }
+        self.keys.push(k);
+        Ok(())
+    }
+
+    #[inline(never)]
     fn check_markers(&mut self, key: KeyRef, lit: &StrLit<'a>) {
         let spec = self.spec;
         for (mi, m) in spec.markers.iter().enumerate() {

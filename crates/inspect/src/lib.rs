@@ -18,11 +18,11 @@ pub mod query;
 pub mod splice;
 
 pub use array::{string_array, NotStrings, StringArray};
-pub use json::{scan_json, scan_json_checked, JsonError, JsonScan, JsonSpec, Marker, Value};
+pub use json::{scan_json, scan_json_checked, scan_json_with, JsonError, JsonScan, JsonSpec, Marker, Value};
 pub use multipart::{
     boundary_from_content_type, parse_part_headers, scan_multipart, MultipartError, MultipartScan,
     PartHeaders,
 };
-pub use paths::{Other, PathCheck, PathHits};
+pub use paths::{CheckSet, Other, PathCheck, PathHits, TooManyPositions};
 pub use query::{query_param, QueryError};
 pub use splice::{Splice, SpliceError};

@@ -47,62 +47,118 @@ pub struct PathHits<'a> {
     pub absent: bool,
 }
 
-/// The checks compiled into position tables: position `p` is step `step[p]` of check
-/// `check[p]`; `step == path.len()` is "at an object the check reads".
-pub(crate) struct Table {
-    pub check: [u8; MAX_POSITIONS],
-    pub step: [u8; MAX_POSITIONS],
-    /// Positions that are at the end of their path.
-    pub last: u64,
+/// Checks compiled once (per catalog operation, say) and used by every scan: the positions of
+/// all paths as bit tables, so that following them costs a few mask operations per member.
+/// Position `p` is step `step[p]` of check `check[p]`; `step == path.len()` is "at an object the
+/// check reads".
+#[derive(Debug, Clone, Default)]
+pub struct CheckSet {
+    /// Each check's member name and known values, as bytes.
+    keys: Vec<Box<[u8]>>,
+    values: Vec<Vec<Box<[u8]>>>,
+    /// The check that position `p` belongs to.
+    check: Vec<u8>,
+    /// For a position whose next step is a member name: that name (empty otherwise).
+    names: Vec<Box<[u8]>>,
+    /// Positions whose next step is a member name.
+    pub(crate) named: u64,
+    /// Positions whose next step is [`EACH`].
+    pub(crate) each: u64,
+    /// Positions at the end of their path.
+    pub(crate) last: u64,
     /// Positions at step 0 (the top-level object).
-    pub first: u64,
+    pub(crate) first: u64,
 }
 
-impl Table {
-    /// None when the checks need more than [`MAX_POSITIONS`] positions or a check names more
-    /// than [`MAX_POSITIONS`] values.
-    pub fn new(checks: &[PathCheck<'_>]) -> Option<Table> {
-        let mut t = Table {
-            check: [0; MAX_POSITIONS],
-            step: [0; MAX_POSITIONS],
+/// The checks need more than [`MAX_POSITIONS`] positions, or one names more than
+/// [`MAX_POSITIONS`] values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyPositions;
+
+impl std::fmt::Display for TooManyPositions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the path checks need more than {MAX_POSITIONS} positions or values"
+        )
+    }
+}
+
+impl std::error::Error for TooManyPositions {}
+
+impl CheckSet {
+    pub fn new(checks: &[PathCheck<'_>]) -> Result<CheckSet, TooManyPositions> {
+        let mut set = CheckSet {
+            keys: Vec::with_capacity(checks.len()),
+            values: Vec::with_capacity(checks.len()),
+            check: Vec::new(),
+            names: Vec::new(),
+            named: 0,
+            each: 0,
             last: 0,
             first: 0,
         };
-        let mut p = 0usize;
         for (c, chk) in checks.iter().enumerate() {
             if chk.values.len() > MAX_POSITIONS {
-                return None;
+                return Err(TooManyPositions);
             }
+            set.keys.push(chk.key.as_bytes().into());
+            set.values
+                .push(chk.values.iter().map(|v| v.as_bytes().into()).collect());
             for s in 0..=chk.path.len() {
+                let p = set.check.len();
                 if p >= MAX_POSITIONS {
-                    return None;
+                    return Err(TooManyPositions);
                 }
-                t.check[p] = u8::try_from(c).ok()?;
-                t.step[p] = u8::try_from(s).ok()?;
+                set.check.push(u8::try_from(c).map_err(|_| TooManyPositions)?);
+                let bit = 1u64 << p;
                 if s == 0 {
-                    t.first |= 1 << p;
+                    set.first |= bit;
                 }
-                if s == chk.path.len() {
-                    t.last |= 1 << p;
+                match chk.path.get(s) {
+                    None => set.last |= bit,
+                    Some(&EACH) => set.each |= bit,
+                    Some(_) => set.named |= bit,
                 }
-                p += 1;
+                set.names.push(match chk.path.get(s) {
+                    Some(&step) if step != EACH => step.as_bytes().into(),
+                    _ => Box::default(),
+                });
             }
         }
-        Some(t)
+        Ok(set)
     }
 
-    /// The step after position `p`, when it has one.
+    /// How many checks the set has (the length of [`crate::JsonScan::checks`]).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The member name of position `p`'s next step (empty when it is not a name).
+    #[inline(always)]
+    pub(crate) fn name(&self, p: u32) -> &[u8] {
+        self.names.get(p as usize).map_or(&[], |n| n)
+    }
+
+    /// Check `c`'s member name.
+    #[inline(always)]
+    pub(crate) fn key(&self, c: u32) -> &[u8] {
+        self.keys.get(c as usize).map_or(&[], |k| k)
+    }
+
+    /// Check `c`'s known values.
     #[inline]
-    pub fn next_step<'s>(&self, checks: &[PathCheck<'s>], p: u32) -> Option<&'s str> {
-        let i = p as usize;
-        let c = *self.check.get(i)? as usize;
-        let s = *self.step.get(i)? as usize;
-        checks.get(c)?.path.get(s).copied()
+    pub(crate) fn values(&self, c: usize) -> &[Box<[u8]>] {
+        self.values.get(c).map_or(&[], Vec::as_slice)
     }
 
     /// The checks (by bit) whose final position is in `alive`.
     #[inline]
-    pub fn checks_at_end(&self, alive: u64) -> u64 {
+    pub(crate) fn checks_at_end(&self, alive: u64) -> u64 {
         let mut m = alive & self.last;
         let mut out = 0u64;
         while m != 0 {

@@ -128,19 +128,27 @@ impl Acc {
         }
     }
 
+    #[inline]
     fn deny(&mut self, rule: Rule, why: impl FnOnce() -> (String, Option<String>)) {
         self.rules.insert(rule);
         if self.denial.is_none() {
-            let (message, param) = why();
-            self.denial = Some(Denial { rule, message, param });
+            self.first_denial(rule, why);
         }
+    }
+
+    /// Builds the denial's message. Out of line and cold: the formatting code of every denial
+    /// would otherwise sit inside `decide`, between the instructions an allowed request runs
+    /// (and in its instruction cache).
+    #[cold]
+    #[inline(never)]
+    fn first_denial(&mut self, rule: Rule, why: impl FnOnce() -> (String, Option<String>)) {
+        let (message, param) = why();
+        self.denial = Some(Denial { rule, message, param });
     }
 
     /// Adds `other`'s denials after this one's.
     fn absorb(&mut self, other: Acc) {
-        for r in other.rules.iter() {
-            self.rules.insert(r);
-        }
+        self.rules.extend(other.rules);
         if self.denial.is_none() {
             self.denial = other.denial;
         }
@@ -155,9 +163,7 @@ impl Acc {
         };
         let mut rules = self.rules;
         if verdict != Verdict::Deny {
-            for r in self.rewrite_rules.iter() {
-                rules.insert(r);
-            }
+            rules.extend(self.rewrite_rules);
         }
         Decision {
             verdict,

@@ -69,6 +69,10 @@ impl RuleSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+    /// Adds every rule of `other`.
+    pub fn extend(&mut self, other: RuleSet) {
+        self.0 |= other.0;
+    }
     pub fn iter(self) -> impl Iterator<Item = Rule> {
         Rule::ALL.into_iter().filter(move |r| self.contains(*r))
     }
@@ -82,5 +86,22 @@ impl RuleSet {
             out.push_str(r.as_str());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_is_the_union() {
+        let (mut a, mut b) = (RuleSet::default(), RuleSet::default());
+        a.insert(Rule::ALL[0]);
+        b.insert(Rule::ALL[1]);
+        b.insert(Rule::ALL[0]);
+        a.extend(b);
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![Rule::ALL[0], Rule::ALL[1]]);
+        a.extend(RuleSet::default());
+        assert_eq!(a.iter().count(), 2);
     }
 }

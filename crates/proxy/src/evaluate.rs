@@ -7,6 +7,8 @@ use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 use inspect::{Marker, Splice};
+mod multipart;
+
 use policy::{
     BodySource, Decision, FieldRole, FieldValue, InspectPlan, ModelRewrite, OpId, Rule, StoreRewrite, Verdict,
 };
@@ -190,6 +192,14 @@ pub fn inspect(
         &mut names_stack,
         &mut names_heap,
     );
+    let cx = Ctx {
+        snap,
+        m,
+        catalog,
+        project,
+        plan,
+        field_names,
+    };
     match plan.source {
         BodySource::None => {
             let decision = policy::decide(catalog, project, m.op, &policy::Facts::NONE);
@@ -201,284 +211,183 @@ pub fn inspect(
                 buffered: false,
             })
         }
-        BodySource::Query => {
-            let query = uri.query().unwrap_or("");
-            let mut values = Vec::with_capacity(plan.fields.len());
-            let mut owned = Vec::with_capacity(plan.fields.len());
-            for name in field_names {
-                let v =
-                    inspect::query_param(query, name).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-                owned.push(v);
-            }
-            for v in &owned {
-                values.push(v.as_deref().map_or(FieldValue::Absent, FieldValue::String));
-            }
-            let facts = policy::Facts {
-                fields: &values,
-                markers: &[],
-                checks: &[],
-                include: None,
-            };
-            let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, &values);
-            let query = match (&decision.rewrites.model, plan.field_with(FieldRole::Model)) {
-                (Some(r), Some(i)) => Some(replace_query_param(query, &plan.fields[i], &r.to)?),
-                _ => None,
-            };
-            Ok(Inspected {
-                decision,
-                model,
-                splice: None,
-                query,
-                buffered: false,
-            })
+        BodySource::Query => inspect_query(&cx, uri.query().unwrap_or("")),
+        BodySource::Json => inspect_json(&cx, content_type, body),
+        BodySource::Multipart => multipart::inspect_form(&cx, content_type, body),
+    }
+}
+
+/// What the inspection of every body source reads.
+#[derive(Clone, Copy)]
+struct Ctx<'r> {
+    snap: &'r Snapshot,
+    m: Matched,
+    catalog: &'r policy::Catalog,
+    project: &'r policy::Project,
+    plan: &'r InspectPlan,
+    /// The plan's field names, borrowed from the catalog.
+    field_names: &'r [&'r str],
+}
+
+/// Query parameters (the realtime model).
+#[inline(never)]
+fn inspect_query(cx: &Ctx<'_>, query: &str) -> Result<Inspected, ProxyError> {
+    let Ctx {
+        catalog,
+        project,
+        plan,
+        field_names,
+        m,
+        ..
+    } = *cx;
+    let mut values = Vec::with_capacity(plan.fields.len());
+    let mut owned = Vec::with_capacity(plan.fields.len());
+    for name in field_names {
+        let v = inspect::query_param(query, name).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+        owned.push(v);
+    }
+    for v in &owned {
+        values.push(v.as_deref().map_or(FieldValue::Absent, FieldValue::String));
+    }
+    let facts = policy::Facts {
+        fields: &values,
+        markers: &[],
+        checks: &[],
+        include: None,
+    };
+    let decision = policy::decide(catalog, project, m.op, &facts);
+    let model = model_of(plan, &values);
+    let query = match (&decision.rewrites.model, plan.field_with(FieldRole::Model)) {
+        (Some(r), Some(i)) => Some(replace_query_param(query, &plan.fields[i], &r.to)?),
+        _ => None,
+    };
+    Ok(Inspected {
+        decision,
+        model,
+        splice: None,
+        query,
+        buffered: false,
+    })
+}
+
+/// One JSON object: the hot path of nearly every request.
+fn inspect_json(
+    cx: &Ctx<'_>,
+    content_type: Option<&str>,
+    body: Option<&Bytes>,
+) -> Result<Inspected, ProxyError> {
+    let Ctx {
+        snap,
+        catalog,
+        project,
+        plan,
+        field_names,
+        m,
+    } = *cx;
+    let body = body.ok_or_else(|| ProxyError::InvalidJson("the body is empty".into()))?;
+    check_content_type(content_type, "application/json")?;
+    let all_values = plan
+        .markers
+        .iter()
+        .flat_map(|mk| mk.values.iter().map(String::as_str));
+    let (mut values_stack, mut values_heap) = ([""; SMALL], Vec::new());
+    let n_values = plan.markers.iter().map(|mk| mk.values.len()).sum();
+    let marker_values = on_stack(n_values, all_values, &mut values_stack, &mut values_heap);
+    let mut offset = 0;
+    let each_marker = plan.markers.iter().map(|mk| {
+        let values = marker_values.get(offset..offset + mk.values.len()).unwrap_or(&[]);
+        offset += mk.values.len();
+        Marker {
+            key: mk.key.as_str(),
+            values,
         }
-        BodySource::Json => {
-            let body = body.ok_or_else(|| ProxyError::InvalidJson("the body is empty".into()))?;
-            check_content_type(content_type, "application/json")?;
-            let all_values = plan
-                .markers
-                .iter()
-                .flat_map(|mk| mk.values.iter().map(String::as_str));
-            let (mut values_stack, mut values_heap) = ([""; SMALL], Vec::new());
-            let n_values = plan.markers.iter().map(|mk| mk.values.len()).sum();
-            let marker_values = on_stack(n_values, all_values, &mut values_stack, &mut values_heap);
-            let mut offset = 0;
-            let each_marker = plan.markers.iter().map(|mk| {
-                let values = marker_values.get(offset..offset + mk.values.len()).unwrap_or(&[]);
-                offset += mk.values.len();
-                Marker {
-                    key: mk.key.as_str(),
-                    values,
-                }
-            });
-            let no_marker = Marker { key: "", values: &[] };
-            let (mut markers_stack, mut markers_heap) = ([no_marker; SMALL], Vec::new());
-            let markers = on_stack(
-                plan.markers.len(),
-                each_marker,
-                &mut markers_stack,
-                &mut markers_heap,
-            );
-            let spec = inspect::JsonSpec {
-                fields: field_names,
-                markers,
-            };
-            // The plan's allow-list checks, borrowed from the catalog (on the stack when small).
-            let (mut steps_stack, mut steps_heap) = ([""; BIG], Vec::new());
-            let n_steps = plan.checks.iter().map(|c| c.path.len()).sum();
-            let steps = on_stack(
-                n_steps,
-                plan.checks.iter().flat_map(|c| c.path.iter().map(String::as_str)),
-                &mut steps_stack,
-                &mut steps_heap,
-            );
-            let (mut cvals_stack, mut cvals_heap) = ([""; BIG], Vec::new());
-            let n_cvals = plan.checks.iter().map(|c| c.values.len()).sum();
-            let cvals = on_stack(
-                n_cvals,
-                plan.checks
-                    .iter()
-                    .flat_map(|c| c.values.iter().map(String::as_str)),
-                &mut cvals_stack,
-                &mut cvals_heap,
-            );
-            let (mut at_step, mut at_val) = (0, 0);
-            let each_check = plan.checks.iter().map(|c| {
-                let path = steps.get(at_step..at_step + c.path.len()).unwrap_or(&[]);
-                let values = cvals.get(at_val..at_val + c.values.len()).unwrap_or(&[]);
-                at_step += c.path.len();
-                at_val += c.values.len();
-                inspect::PathCheck {
-                    path,
-                    key: c.key.as_str(),
-                    values,
-                }
-            });
-            let no_check = inspect::PathCheck {
-                path: &[],
-                key: "",
-                values: &[],
-            };
-            let (mut checks_stack, mut checks_heap) = ([no_check; SMALL], Vec::new());
-            let path_checks = on_stack(plan.checks.len(), each_check, &mut checks_stack, &mut checks_heap);
-            let scan = inspect::scan_json_checked(body, &spec, path_checks)
-                .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
-            let each_hit = scan.checks.iter().map(|h| policy::CheckFacts {
-                seen: h.seen,
-                other: h.other.as_ref().map(|o| match o {
-                    inspect::Other::String(s) => policy::OtherValue::String(s),
-                    inspect::Other::NotString => policy::OtherValue::NotString,
-                }),
-                absent: h.absent,
-            });
-            let (mut hits_stack, mut hits_heap) = ([policy::CheckFacts::default(); SMALL], Vec::new());
-            let check_facts = on_stack(scan.checks.len(), each_hit, &mut hits_stack, &mut hits_heap);
-            let each_value = (0..plan.fields.len())
-                .map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)));
-            let (mut fields_stack, mut fields_heap) = ([FieldValue::Absent; SMALL], Vec::new());
-            let values = on_stack(plan.fields.len(), each_value, &mut fields_stack, &mut fields_heap);
-            let endpoint = catalog.endpoint_of(m.op);
-            let include = crate::include_edit::read(project, endpoint, plan, &scan, body);
-            let facts = policy::Facts {
-                fields: values,
-                markers: &scan.markers_hit,
-                checks: check_facts,
-                include: crate::include_edit::facts(include.as_ref()),
-            };
-            let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, values).or_else(|| checked_model(plan, check_facts));
-            let mut splice = Splice::new();
-            // Members added at the start of the object, joined into one insert.
-            let mut added: [Option<String>; 2] = [None, None];
-            if let Some(store) = decision.rewrites.store {
-                let idx = plan.field_with(FieldRole::Store);
-                match (store, idx.and_then(|i| scan.field(i))) {
-                    (StoreRewrite::Replace, Some(f)) => splice.replace(f.value_span.clone(), &b"false"[..]),
-                    (StoreRewrite::Insert, None) => {
-                        let name = idx.map_or("store", |i| plan.fields[i].as_str());
-                        added[0] = Some(format!("{}:false", inspect::json::string_literal(name)));
-                    }
-                    _ => return Err(internal_mismatch()),
-                }
+    });
+    let no_marker = Marker { key: "", values: &[] };
+    let (mut markers_stack, mut markers_heap) = ([no_marker; SMALL], Vec::new());
+    let markers = on_stack(
+        plan.markers.len(),
+        each_marker,
+        &mut markers_stack,
+        &mut markers_heap,
+    );
+    let spec = inspect::JsonSpec {
+        fields: field_names,
+        markers,
+    };
+    // The plan's allow-list checks, compiled with the snapshot.
+    let checks = snap.body_checks.get(m.op).ok_or_else(internal_mismatch)?;
+    let scan =
+        inspect::scan_json_with(body, &spec, checks).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    let each_hit = scan.checks.iter().map(|h| policy::CheckFacts {
+        seen: h.seen,
+        other: h.other.as_ref().map(|o| match o {
+            inspect::Other::String(s) => policy::OtherValue::String(s),
+            inspect::Other::NotString => policy::OtherValue::NotString,
+        }),
+        absent: h.absent,
+    });
+    let (mut hits_stack, mut hits_heap) = ([policy::CheckFacts::default(); SMALL], Vec::new());
+    let check_facts = on_stack(scan.checks.len(), each_hit, &mut hits_stack, &mut hits_heap);
+    let each_value =
+        (0..plan.fields.len()).map(|i| scan.field(i).map_or(FieldValue::Absent, |f| json_value(&f.value)));
+    let (mut fields_stack, mut fields_heap) = ([FieldValue::Absent; SMALL], Vec::new());
+    let values = on_stack(plan.fields.len(), each_value, &mut fields_stack, &mut fields_heap);
+    let endpoint = catalog.endpoint_of(m.op);
+    let include = crate::include_edit::read(project, endpoint, plan, &scan, body);
+    let facts = policy::Facts {
+        fields: values,
+        markers: &scan.markers_hit,
+        checks: check_facts,
+        include: crate::include_edit::facts(include.as_ref()),
+    };
+    let decision = policy::decide(catalog, project, m.op, &facts);
+    let model = model_of(plan, values).or_else(|| checked_model(plan, check_facts));
+    let mut splice = Splice::new();
+    // Members added at the start of the object, joined into one insert.
+    let mut added: [Option<String>; 2] = [None, None];
+    if let Some(store) = decision.rewrites.store {
+        let idx = plan.field_with(FieldRole::Store);
+        match (store, idx.and_then(|i| scan.field(i))) {
+            (StoreRewrite::Replace, Some(f)) => splice.replace(f.value_span.clone(), &b"false"[..]),
+            (StoreRewrite::Insert, None) => {
+                let name = idx.map_or("store", |i| plan.fields[i].as_str());
+                added[0] = Some(format!("{}:false", inspect::json::string_literal(name)));
             }
-            if let Some(edit) = decision.rewrites.include {
-                added[1] =
-                    crate::include_edit::apply(edit, endpoint, plan, &scan, include.as_ref(), &mut splice)?;
-            }
-            if added.iter().any(Option::is_some) {
-                let mut members: Vec<&str> = added.iter().flatten().map(String::as_str).collect();
-                if !scan.empty {
-                    members.push("");
-                }
-                splice.insert(scan.object_start, members.join(",").into_bytes());
-            }
-            if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
-                let f = plan
-                    .field_with(FieldRole::Model)
-                    .and_then(|i| scan.field(i))
-                    .ok_or_else(internal_mismatch)?;
-                splice.replace(
-                    f.value_span.clone(),
-                    inspect::json::string_literal(to).into_bytes(),
-                );
-            }
-            let splice = (!splice.is_empty()).then_some(splice);
-            Ok(Inspected {
-                decision,
-                model,
-                splice,
-                query: None,
-                buffered: true,
-            })
-        }
-        BodySource::Multipart => {
-            let body = body.ok_or_else(|| ProxyError::InvalidBody("the multipart body is empty".into()))?;
-            let ct = content_type.ok_or_else(|| {
-                ProxyError::InvalidBody("Content-Type multipart/form-data is required".into())
-            })?;
-            let boundary = inspect::boundary_from_content_type(ct)
-                .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-            // Besides its fields, the form fields that hold a JSON object a check reads (the
-            // realtime call's `session`): the check's first step names the form field.
-            let mut names: Vec<&str> = field_names.to_vec();
-            for c in &plan.checks {
-                if let Some(form_field) = c.path.first() {
-                    if !names.contains(&form_field.as_str()) {
-                        names.push(form_field);
-                    }
-                }
-            }
-            let scan = inspect::scan_multipart(body, boundary, &names)
-                .map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-            let values: Vec<FieldValue<'_>> = (0..plan.fields.len())
-                .map(|i| {
-                    scan.field(i)
-                        .map_or(FieldValue::Absent, |f| FieldValue::String(f.value))
-                })
-                .collect();
-            // Each check's answer from its form field's JSON (none when the field is absent).
-            let mut hits: Vec<Option<inspect::PathHits<'_>>> = Vec::with_capacity(plan.checks.len());
-            for c in &plan.checks {
-                let json = c
-                    .path
-                    .first()
-                    .and_then(|name| names.iter().position(|n| n == name))
-                    .and_then(|i| scan.field(i));
-                let Some(json) = json else {
-                    hits.push(None);
-                    continue;
-                };
-                let path: Vec<&str> = c.path.iter().skip(1).map(String::as_str).collect();
-                let values: Vec<&str> = c.values.iter().map(String::as_str).collect();
-                let check = [inspect::PathCheck {
-                    path: &path,
-                    key: c.key.as_str(),
-                    values: &values,
-                }];
-                let empty = inspect::JsonSpec {
-                    fields: &[],
-                    markers: &[],
-                };
-                let found =
-                    inspect::scan_json_checked(json.value.as_bytes(), &empty, &check).map_err(|e| {
-                        ProxyError::InvalidJson(format!(
-                            "the form field {:?} is not one JSON object: {e}",
-                            c.path.first().map_or("", String::as_str)
-                        ))
-                    })?;
-                hits.push(found.checks.into_iter().next());
-            }
-            let check_facts: Vec<policy::CheckFacts<'_>> = hits
-                .iter()
-                .map(|h| match h {
-                    None => policy::CheckFacts::default(),
-                    Some(h) => policy::CheckFacts {
-                        seen: h.seen,
-                        other: h.other.as_ref().map(|o| match o {
-                            inspect::Other::String(s) => policy::OtherValue::String(s),
-                            inspect::Other::NotString => policy::OtherValue::NotString,
-                        }),
-                        absent: h.absent,
-                    },
-                })
-                .collect();
-            let facts = policy::Facts {
-                fields: &values,
-                markers: &[],
-                checks: &check_facts,
-                include: None,
-            };
-            let decision = policy::decide(catalog, project, m.op, &facts);
-            let model = model_of(plan, &values).or_else(|| checked_model(plan, &check_facts));
-            let mut splice = Splice::new();
-            if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
-                let f = plan
-                    .field_with(FieldRole::Model)
-                    .and_then(|i| scan.field(i))
-                    .ok_or_else(internal_mismatch)?;
-                splice.replace(f.value_span.clone(), to.clone().into_bytes());
-            }
-            if decision.rewrites.store.is_some() || decision.rewrites.include.is_some() {
-                return Err(internal_mismatch());
-            }
-            let splice = (!splice.is_empty()).then_some(splice);
-            Ok(Inspected {
-                decision,
-                model,
-                splice,
-                query: None,
-                buffered: true,
-            })
+            _ => return Err(internal_mismatch()),
         }
     }
+    if let Some(edit) = decision.rewrites.include {
+        added[1] = crate::include_edit::apply(edit, endpoint, plan, &scan, include.as_ref(), &mut splice)?;
+    }
+    if added.iter().any(Option::is_some) {
+        let mut members: Vec<&str> = added.iter().flatten().map(String::as_str).collect();
+        if !scan.empty {
+            members.push("");
+        }
+        splice.insert(scan.object_start, members.join(",").into_bytes());
+    }
+    if let Some(ModelRewrite { to, .. }) = &decision.rewrites.model {
+        let f = plan
+            .field_with(FieldRole::Model)
+            .and_then(|i| scan.field(i))
+            .ok_or_else(internal_mismatch)?;
+        splice.replace(
+            f.value_span.clone(),
+            inspect::json::string_literal(to).into_bytes(),
+        );
+    }
+    let splice = (!splice.is_empty()).then_some(splice);
+    Ok(Inspected {
+        decision,
+        model,
+        splice,
+        query: None,
+        buffered: true,
+    })
 }
 
 /// Plans longer than this (none in the shipped catalog) build their scan spec on the heap.
 const SMALL: usize = 16;
-/// The same for the steps and values of a plan's body checks (the scanner follows at most 64
-/// path positions).
-const BIG: usize = 64;
 
 /// `items` (`n` of them) as a slice: in `stack` when they fit, else collected into `heap`.
 fn on_stack<'b, T: Copy, const N: usize>(

@@ -13,6 +13,7 @@ mod admin;
 pub mod audit;
 pub mod batch;
 pub mod body;
+mod body_checks;
 mod budget;
 mod catalog_cmd;
 pub mod cli;

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The metrics label values of this config.
     pub labels: crate::metrics::LabelValues,
+    /// The catalog's JSON body checks compiled for the scanner, by operation.
+    pub body_checks: Vec<inspect::CheckSet>,
 }
 
 /// Everything the upstream pool is built from: the origin of each project in order, the
@@ -68,6 +70,8 @@ pub enum SnapshotError {
     Origin(#[from] crate::pool::BadOrigin),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    BodyChecks(#[from] crate::body_checks::CompileError),
 }
 
 /// The pool of every upstream origin of `config`, addressed by project index. Errors name the
@@ -124,6 +128,7 @@ impl Snapshot {
             None => None,
         };
         Ok(Snapshot {
+            body_checks: crate::body_checks::compile(&config.catalog)?,
             labels: crate::metrics::LabelValues::new(&config),
             upstream,
             upstream_settings,
