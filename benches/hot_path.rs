@@ -6,6 +6,8 @@
 //! - `inspect_scan_decide_splice`: the same work with a spec and checks built once (the floor);
 //! - `serde_value_roundtrip`: the baseline.
 //!
+//! `proxy_evaluate/image256KiB` is a 256 KiB body that is mostly one base64 image string.
+//!
 //! Run: `cargo bench --bench hot_path` (`-- --quick` for a fast look).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -67,6 +69,20 @@ fn chat_body(size: usize) -> Bytes {
         }
         i += 1;
     }
+    s.push_str(tail);
+    Bytes::from(s)
+}
+
+/// A chat-completion request of about `size` bytes whose bulk is one base64 image (a data
+/// URL), as the load script's inspected-body shape sends: one long string run.
+fn image_body(size: usize) -> Bytes {
+    let head = r#"{"model": "gpt-4o-2024-08-06", "store": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "What is in this image?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,"#;
+    let tail = r#""}}]}]}"#;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let n = size.saturating_sub(head.len() + tail.len());
+    let mut s = String::with_capacity(size);
+    s.push_str(head);
+    s.extend((0..n).map(|i| char::from(alphabet[(i * 7 + i / 64) % 64])));
     s.push_str(tail);
     Bytes::from(s)
 }
@@ -266,6 +282,16 @@ fn hot_path(c: &mut Criterion) {
             |b, body| b.iter(|| serde_path(black_box(body))),
         );
     }
+    // One long string (a base64 image): the scan's long-run path.
+    let body = image_body(256 << 10);
+    assert_eq!(inspect_path(&body, &checks, ctx.as_ref()), body.len() + 1);
+    assert_eq!(proxy_path(&body, &snap, matched), body.len() + 1);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_with_input(
+        BenchmarkId::new("proxy_evaluate", "image256KiB"),
+        &body,
+        |b, body| b.iter(|| proxy_path(black_box(body), &snap, matched)),
+    );
     g.finish();
 }
 
