@@ -174,7 +174,13 @@ fn scan<'a>(body: &'a [u8], spec: &JsonSpec<'_>, set: Option<&CheckSet>) -> Resu
     let open = skip_ws(body, 0);
     match body.get(open) {
         None => Err(err(open, JsonErrorKind::Empty)),
-        Some(b'{') => Scanner::new(body, spec, set).run(open),
+        Some(b'{') => {
+            let (stack, keys) = Scratch::take();
+            let mut scanner = Scanner::new(body, spec, set, stack, keys);
+            let result = scanner.run(open);
+            Scratch::give_back(scanner.stack, scanner.keys);
+            result
+        }
         Some(_) => Err(err(open, JsonErrorKind::NotAnObject)),
     }
 }
@@ -199,6 +205,39 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The scanner's container stack and key list, kept per thread between scans: two mallocs and
+/// two frees fewer on every request. Buffers that grew past these sizes (a huge body) are freed
+/// rather than kept.
+struct Scratch;
+
+const KEEP_FRAMES: usize = 128;
+const KEEP_KEYS: usize = 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<(Vec<Frame>, Vec<KeyRef>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+impl Scratch {
+    fn take() -> (Vec<Frame>, Vec<KeyRef>) {
+        SCRATCH
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| (Vec::with_capacity(8), Vec::with_capacity(32)))
+    }
+
+    fn give_back(mut stack: Vec<Frame>, mut keys: Vec<KeyRef>) {
+        if stack.capacity() > KEEP_FRAMES || keys.capacity() > KEEP_KEYS {
+            return;
+        }
+        stack.clear();
+        keys.clear();
+        // Fails only while the thread is being torn down: the buffers are then dropped.
+        let _ = SCRATCH.try_with(|c| c.set(Some((stack, keys))));
+    }
 }
 
 /// A key of an open object: a span of the body (no escapes) or of the unescape arena.
@@ -283,12 +322,18 @@ struct StrLit<'a> {
 }
 
 impl<'a, 's> Scanner<'a, 's> {
-    fn new(body: &'a [u8], spec: &'s JsonSpec<'s>, set: Option<&'s CheckSet>) -> Self {
+    fn new(
+        body: &'a [u8],
+        spec: &'s JsonSpec<'s>,
+        set: Option<&'s CheckSet>,
+        stack: Vec<Frame>,
+        keys: Vec<KeyRef>,
+    ) -> Self {
         Scanner {
             body,
             spec,
-            stack: Vec::with_capacity(8),
-            keys: Vec::with_capacity(32),
+            stack,
+            keys,
             arena: Vec::new(),
             maps: Vec::new(),
             maps_in_use: 0,
@@ -303,7 +348,7 @@ impl<'a, 's> Scanner<'a, 's> {
         }
     }
 
-    fn run(mut self, open: usize) -> Result<JsonScan<'a>, JsonError> {
+    fn run(&mut self, open: usize) -> Result<JsonScan<'a>, JsonError> {
         let b = self.body;
         let object_start = open + 1;
         let mut empty = true;
@@ -486,9 +531,9 @@ impl<'a, 's> Scanner<'a, 's> {
         Ok(JsonScan {
             object_start,
             empty,
-            fields: self.fields,
-            markers_hit: self.markers_hit,
-            checks: self.hits,
+            fields: std::mem::take(&mut self.fields),
+            markers_hit: std::mem::take(&mut self.markers_hit),
+            checks: std::mem::take(&mut self.hits),
         })
     }
 
