@@ -228,6 +228,17 @@ mod tests {
     }
 
     #[test]
+    fn a_path_name_counts_only_at_its_own_step() {
+        // `input` is the first step of ITEMS: an item holding its own `input` array is not on
+        // the path again (only the top-level object is at step 0).
+        let h = hits(
+            r#"{"input":[{"type":"message","input":[{"type":"function_call"}]}]}"#,
+            &[ITEMS],
+        );
+        assert_eq!((h[0].seen, h[0].other.clone()), (0b1, None));
+    }
+
+    #[test]
     fn an_unknown_tool_is_reported_whatever_its_spelling() {
         let h = hits(r#"{"tools":[{"type":"code_\u0069nterpreter"}]}"#, &[TOOLS]);
         assert_eq!(h[0].other, Some(Other::String("code_interpreter".into())));
