@@ -228,6 +228,26 @@ mod tests {
     }
 
     #[test]
+    fn a_compiled_set_answers_as_the_checks_do() {
+        let set = CheckSet::new(&[TOOLS, PARTS, ITEMS]).expect("compiles");
+        assert_eq!((set.len(), set.is_empty()), (3, false));
+        let empty = CheckSet::new(&[]).expect("compiles");
+        assert_eq!((empty.len(), empty.is_empty()), (0, true));
+        for body in [
+            r#"{"model":"m","tools":[{"type":"web_search"}],"input":[{"type":"message",
+                "content":[{"type":"input_image"}]}]}"#,
+            r#"{"tools":[{"type":"function"},{}],"input":[{"content":[]}]}"#,
+        ] {
+            let with = crate::json::scan_json_with(body.as_bytes(), &SPEC, &set).expect("scans");
+            assert_eq!(with.checks, hits(body, &[TOOLS, PARTS, ITEMS]), "{body}");
+            assert_eq!(with.checks.len(), 3);
+            assert_eq!(with.field(0).is_some(), body.contains("model"));
+            let none = crate::json::scan_json_with(body.as_bytes(), &SPEC, &empty).expect("scans");
+            assert!(none.checks.is_empty());
+        }
+    }
+
+    #[test]
     fn a_path_name_counts_only_at_its_own_step() {
         // `input` is the first step of ITEMS: an item holding its own `input` array is not on
         // the path again (only the top-level object is at step 0).
