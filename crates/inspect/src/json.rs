@@ -1636,6 +1636,7 @@ mod tests {
             b" ",
             b"\xc3\xa9",
             b"\xff",
+            b"\xff\xfe",
             b"\\x",
         ];
         for special in specials {
@@ -1656,6 +1657,14 @@ mod tests {
                     ours.is_ok(),
                     serde.is_ok(),
                     "{:?}",
+                    String::from_utf8_lossy(&body)
+                );
+                // Not requested: only the scan's own UTF-8 check sees the string (a requested
+                // one is checked again when it is decoded).
+                assert_eq!(
+                    scan_json(&body, &NO_SPEC).is_ok(),
+                    serde.is_ok(),
+                    "unrequested {:?}",
                     String::from_utf8_lossy(&body)
                 );
                 if let (Ok(scan), Ok(v)) = (ours, serde) {
