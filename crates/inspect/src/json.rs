@@ -1620,6 +1620,26 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&lit).unwrap(), s);
     }
 
+    /// Past `LONG_RUN` plain bytes, `long_run` still sends a run holding a byte >= 0x80 to the
+    /// UTF-8 check: one after a space (the smallest plain byte), and a run of nothing but
+    /// continuation bytes (0x80, whose OR with the run's other bytes is 0x80 alone).
+    #[test]
+    fn long_runs_check_utf8_whatever_else_they_hold() {
+        for (fill, bad) in [(&b" \xff"[..], 1), (b"\x80\x80\x80", 0), (b"\x80", 0)] {
+            for pos in [LONG_RUN, LONG_RUN + 1, LONG_RUN + 70] {
+                let mut body = b"{\"k\":\"".to_vec();
+                body.extend(std::iter::repeat_n(b'a', pos));
+                let at = body.len() + bad;
+                body.extend_from_slice(fill);
+                body.extend_from_slice(b"\"}");
+                match scan_json(&body, &NO_SPEC) {
+                    Err(e) => assert_eq!((e.kind, e.offset), (JsonErrorKind::InvalidUtf8, at), "{pos}"),
+                    Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(&body)),
+                }
+            }
+        }
+    }
+
     /// The 16-bytes-at-a-time string scan finds every stop byte at every offset of a chunk, and
     /// so does `long_run` past `LONG_RUN` bytes (across its 64-byte reductions), agreeing with
     /// serde_json on each one.
