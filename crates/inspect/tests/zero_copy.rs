@@ -206,3 +206,21 @@ fn requested_containers_are_not_decoded() {
     }
     assert_eq!(counts[0], counts[1], "allocations grow with the array");
 }
+
+/// The container stack and key list are kept per thread: once a thread has scanned, a body
+/// of nested containers (no field requested, no string to decode) allocates nothing.
+#[test]
+fn a_second_scan_on_a_thread_reuses_the_scan_buffers() {
+    let spec = JsonSpec {
+        fields: &[],
+        markers: &[],
+    };
+    let body = br#"{"a":{"b":[1,{"c":[true,null]}],"d":2},"e":[[],{}]}"#;
+    scan_json(body, &spec).expect("scan");
+    ALLOCS.with(|a| a.store(0));
+    COUNTING.with(|c| c.set(true));
+    let scan = scan_json(body, &spec);
+    COUNTING.with(|c| c.set(false));
+    scan.expect("scan");
+    assert_eq!(ALLOCS.with(|a| a.load()), 0);
+}
