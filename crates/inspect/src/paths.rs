@@ -248,6 +248,13 @@ mod tests {
     }
 
     #[test]
+    fn a_non_string_is_reported_for_a_later_check_alone() {
+        // Only the second check reads the member: its bit is not the lowest one.
+        let h = hits(r#"{"input":[{"type":7},{"type":[1]}]}"#, &[TOOLS, ITEMS]);
+        assert_eq!((h[0].other.clone(), h[1].other.clone()), (None, Some(Other::NotString)));
+    }
+
+    #[test]
     fn a_path_name_counts_only_at_its_own_step() {
         // `input` is the first step of ITEMS: an item holding its own `input` array is not on
         // the path again (only the top-level object is at step 0).
