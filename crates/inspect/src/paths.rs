@@ -251,7 +251,22 @@ mod tests {
     fn a_non_string_is_reported_for_a_later_check_alone() {
         // Only the second check reads the member: its bit is not the lowest one.
         let h = hits(r#"{"input":[{"type":7},{"type":[1]}]}"#, &[TOOLS, ITEMS]);
-        assert_eq!((h[0].other.clone(), h[1].other.clone()), (None, Some(Other::NotString)));
+        assert_eq!(
+            (h[0].other.clone(), h[1].other.clone()),
+            (None, Some(Other::NotString))
+        );
+    }
+
+    #[test]
+    fn the_first_unknown_value_in_body_order_is_reported() {
+        let h = hits(
+            r#"{"tools":[{"type":"a"},{"type":"web_search"},{"type":"b"}]}"#,
+            &[TOOLS],
+        );
+        assert_eq!(
+            (h[0].seen, h[0].other.clone()),
+            (0b10, Some(Other::String("a".into())))
+        );
     }
 
     #[test]

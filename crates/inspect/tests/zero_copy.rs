@@ -224,3 +224,31 @@ fn a_second_scan_on_a_thread_reuses_the_scan_buffers() {
     scan.expect("scan");
     assert_eq!(ALLOCS.with(|a| a.load()), 0);
 }
+
+/// A key list that grew past 1,024 entries is freed, not kept for the thread's next scan;
+/// one that reached exactly 1,024 is kept.
+#[test]
+fn only_scan_buffers_up_to_their_limit_are_kept() {
+    let spec = JsonSpec {
+        fields: &[],
+        markers: &[],
+    };
+    let small = br#"{"a":[{"b":1}]}"#;
+    for (keys, kept) in [(600, true), (1500, false)] {
+        let body = format!(
+            "{{{}}}",
+            (0..keys)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        scan_json(body.as_bytes(), &spec).expect("scan");
+        ALLOCS.with(|a| a.store(0));
+        COUNTING.with(|c| c.set(true));
+        let scan = scan_json(small, &spec);
+        COUNTING.with(|c| c.set(false));
+        scan.expect("scan");
+        let allocs = ALLOCS.with(|a| a.load());
+        assert_eq!(allocs == 0, kept, "{keys} keys, then {allocs} allocations");
+    }
+}
