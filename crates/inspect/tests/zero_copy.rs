@@ -252,3 +252,21 @@ fn only_scan_buffers_up_to_their_limit_are_kept() {
         assert_eq!(allocs == 0, kept, "{keys} keys, then {allocs} allocations");
     }
 }
+
+/// The scanner stops at 127 open containers, so its stack never grows past 128 frames: even
+/// the deepest body's stack is kept for the thread's next scan.
+#[test]
+fn the_deepest_stack_is_kept() {
+    let spec = JsonSpec {
+        fields: &[],
+        markers: &[],
+    };
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(120), "]".repeat(120));
+    scan_json(deep.as_bytes(), &spec).expect("scan");
+    ALLOCS.with(|a| a.store(0));
+    COUNTING.with(|c| c.set(true));
+    let scan = scan_json(br#"{"a":[{"b":1}]}"#, &spec);
+    COUNTING.with(|c| c.set(false));
+    scan.expect("scan");
+    assert_eq!(ALLOCS.with(|a| a.load()), 0);
+}
