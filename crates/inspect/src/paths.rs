@@ -115,15 +115,21 @@ impl CheckSet {
                 if s == 0 {
                     set.first |= bit;
                 }
-                match chk.path.get(s) {
-                    None => set.last |= bit,
-                    Some(&EACH) => set.each |= bit,
-                    Some(_) => set.named |= bit,
-                }
-                set.names.push(match chk.path.get(s) {
-                    Some(&step) if step != EACH => step.as_bytes().into(),
-                    _ => Box::default(),
-                });
+                let name: Box<[u8]> = match chk.path.get(s) {
+                    None => {
+                        set.last |= bit;
+                        Box::default()
+                    }
+                    Some(&EACH) => {
+                        set.each |= bit;
+                        Box::default()
+                    }
+                    Some(step) => {
+                        set.named |= bit;
+                        step.as_bytes().into()
+                    }
+                };
+                set.names.push(name);
             }
         }
         Ok(set)

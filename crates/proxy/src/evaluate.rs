@@ -318,14 +318,7 @@ fn inspect_json(
     let checks = snap.body_checks.get(m.op).ok_or_else(internal_mismatch)?;
     let scan =
         inspect::scan_json_with(body, &spec, checks).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
-    let each_hit = scan.checks.iter().map(|h| policy::CheckFacts {
-        seen: h.seen,
-        other: h.other.as_ref().map(|o| match o {
-            inspect::Other::String(s) => policy::OtherValue::String(s),
-            inspect::Other::NotString => policy::OtherValue::NotString,
-        }),
-        absent: h.absent,
-    });
+    let each_hit = scan.checks.iter().map(check_facts);
     let (mut hits_stack, mut hits_heap) = ([policy::CheckFacts::default(); SMALL], Vec::new());
     let check_facts = on_stack(scan.checks.len(), each_hit, &mut hits_stack, &mut hits_heap);
     let each_value =
@@ -404,6 +397,18 @@ fn on_stack<'b, T: Copy, const N: usize>(
     } else {
         heap.extend(items);
         heap
+    }
+}
+
+/// What the scan found for one body check, as the policy reads it.
+fn check_facts<'h>(h: &'h inspect::PathHits<'_>) -> policy::CheckFacts<'h> {
+    policy::CheckFacts {
+        seen: h.seen,
+        other: h.other.as_ref().map(|o| match o {
+            inspect::Other::String(s) => policy::OtherValue::String(s),
+            inspect::Other::NotString => policy::OtherValue::NotString,
+        }),
+        absent: h.absent,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Multipart forms: the fields the plan reads, and the JSON objects some form fields carry
 //! (the realtime call's `session`), each checked on its own.
 
-use super::{checked_model, internal_mismatch, model_of, Ctx, Inspected};
+use super::{check_facts, checked_model, internal_mismatch, model_of, Ctx, Inspected};
 use crate::error::ProxyError;
 use bytes::Bytes;
 use inspect::Splice;
@@ -79,17 +79,7 @@ pub(super) fn inspect_form(
     }
     let check_facts: Vec<policy::CheckFacts<'_>> = hits
         .iter()
-        .map(|h| match h {
-            None => policy::CheckFacts::default(),
-            Some(h) => policy::CheckFacts {
-                seen: h.seen,
-                other: h.other.as_ref().map(|o| match o {
-                    inspect::Other::String(s) => policy::OtherValue::String(s),
-                    inspect::Other::NotString => policy::OtherValue::NotString,
-                }),
-                absent: h.absent,
-            },
-        })
+        .map(|h| h.as_ref().map_or_else(policy::CheckFacts::default, check_facts))
         .collect();
     let facts = policy::Facts {
         fields: &values,
