@@ -426,7 +426,7 @@ impl<'a, 's> Scanner<'a, 's> {
                 if self.stack.len() == 1 {
                     empty = false;
                     let kb = self.key_bytes(key);
-                    if let Some(index) = self.spec.fields.iter().position(|f| f.as_bytes() == kb) {
+                    if let Some(index) = self.spec.fields.iter().position(|f| same_key(f.as_bytes(), kb)) {
                         self.pending = Some(PendingField {
                             index,
                             key_span: key_start..lit.end,
@@ -499,8 +499,12 @@ impl<'a, 's> Scanner<'a, 's> {
                 }
                 b'-' | b'0'..=b'9' => {
                     i = scan_number(b, i)?;
-                    // ASCII by construction.
-                    Value::Number(std::str::from_utf8(&b[value_start..i]).unwrap_or_default())
+                    if self.pending.is_some() && self.stack.len() == 1 {
+                        // ASCII by construction.
+                        Value::Number(std::str::from_utf8(&b[value_start..i]).unwrap_or_default())
+                    } else {
+                        Value::Null
+                    }
                 }
                 _ => return Err(syntax(i, "expected a value")),
             };
@@ -547,7 +551,7 @@ impl<'a, 's> Scanner<'a, 's> {
         let (alive, objs) = (f.alive, f.objs);
         let kb = self.key_bytes(key);
         let mut child = 0u64;
-        let mut m = alive & t.named;
+        let mut m = alive & t.named & t.names_like(kb);
         while m != 0 {
             let p = m.trailing_zeros();
             m &= m - 1;
@@ -556,7 +560,7 @@ impl<'a, 's> Scanner<'a, 's> {
             }
         }
         let mut targets = 0u64;
-        let mut m = objs;
+        let mut m = if objs != 0 { objs & t.keys_like(kb) } else { 0 };
         while m != 0 {
             let c = m.trailing_zeros();
             m &= m - 1;
@@ -836,14 +840,15 @@ fn string_stops(w: u64) -> u64 {
 
 /// Bytes of a string's plain run scanned 16 at a time before [`long_run`] takes over: its
 /// two SIMD passes cost a call each, which short runs would not repay.
-const LONG_RUN: usize = 128;
+const LONG_RUN: usize = 256;
 
-/// The length of the plain run of string bytes at `from`: up to the next `"` or `\\`, or to
-/// the first control character before it; `utf8_from` is lowered to `from` when the run has a
-/// byte >= 0x80. Two passes that vectorise (memchr's SIMD search, then a min/or reduction)
-/// instead of 16 bytes per step.
+/// The length of the plain run of string bytes at `from` (up to the next `"` or `\\`, or to
+/// the first control character before it), and whether it has a byte >= 0x80. Two passes that
+/// vectorise (memchr's SIMD search, then a min/or reduction) instead of 16 bytes per step.
+/// The flag is returned, not written through a reference: a `&mut` to the caller's UTF-8 mark
+/// kept that mark in memory through every string's loop.
 #[inline(never)]
-fn long_run(b: &[u8], from: usize, utf8_from: &mut usize) -> usize {
+fn long_run(b: &[u8], from: usize) -> (usize, bool) {
     let rest = b.get(from..).unwrap_or_default();
     let end = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
     let run = &rest[..end];
@@ -853,13 +858,11 @@ fn long_run(b: &[u8], from: usize, utf8_from: &mut usize) -> usize {
         high |= h;
         if low < 0x20 {
             // The run ends at its first control character (an error the caller reports).
-            return run.iter().position(|&c| c < 0x20).unwrap_or(end);
+            let at = run.iter().position(|&c| c < 0x20).unwrap_or(end);
+            return (at, high & 0x80 != 0);
         }
     }
-    if high & 0x80 != 0 {
-        *utf8_from = (*utf8_from).min(from);
-    }
-    end
+    (end, high & 0x80 != 0)
 }
 
 /// Scans a string literal whose content starts at `start` (just after the opening quote), in
@@ -895,7 +898,11 @@ fn scan_string(b: &[u8], start: usize) -> Result<StrLit<'_>, JsonError> {
             }
             i += 16;
             if i - run_start >= LONG_RUN {
-                i += long_run(b, i, &mut utf8_from);
+                let (n, high) = long_run(b, i);
+                if high {
+                    utf8_from = utf8_from.min(i);
+                }
+                i += n;
                 break;
             }
         }

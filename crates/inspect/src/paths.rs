@@ -68,6 +68,41 @@ pub struct CheckSet {
     pub(crate) last: u64,
     /// Positions at step 0 (the top-level object).
     pub(crate) first: u64,
+    /// Named positions, and checks, by the [`shape`] of their name or member: a key is
+    /// compared only with those of its shape, so most members cost two table reads.
+    name_shapes: Shapes,
+    key_shapes: Shapes,
+}
+
+/// Bit masks by a name's length (capped) and by its first byte's low 5 bits (which tell the
+/// letters and `_` apart): a filter, equal names always share both.
+#[derive(Debug, Clone, Default)]
+struct Shapes {
+    by_len: [u64; 32],
+    by_first: [u64; 32],
+}
+
+impl Shapes {
+    fn add(&mut self, name: &[u8], bit: u64) {
+        let (l, f) = shape(name);
+        self.by_len[l] |= bit;
+        self.by_first[f] |= bit;
+    }
+
+    /// The bits whose name may equal `name`.
+    #[inline(always)]
+    fn of(&self, name: &[u8]) -> u64 {
+        let (l, f) = shape(name);
+        self.by_len[l] & self.by_first[f]
+    }
+}
+
+#[inline(always)]
+fn shape(name: &[u8]) -> (usize, usize) {
+    (
+        name.len().min(31),
+        name.first().map_or(0, |&b| usize::from(b & 31)),
+    )
 }
 
 /// The checks need more than [`MAX_POSITIONS`] positions, or one names more than
@@ -97,11 +132,14 @@ impl CheckSet {
             each: 0,
             last: 0,
             first: 0,
+            name_shapes: Shapes::default(),
+            key_shapes: Shapes::default(),
         };
         for (c, chk) in checks.iter().enumerate() {
-            if chk.values.len() > MAX_POSITIONS {
+            if chk.values.len() > MAX_POSITIONS || c >= MAX_POSITIONS {
                 return Err(TooManyPositions);
             }
+            set.key_shapes.add(chk.key.as_bytes(), 1 << c);
             set.keys.push(chk.key.as_bytes().into());
             set.values
                 .push(chk.values.iter().map(|v| v.as_bytes().into()).collect());
@@ -126,6 +164,7 @@ impl CheckSet {
                     }
                     Some(step) => {
                         set.named |= bit;
+                        set.name_shapes.add(step.as_bytes(), bit);
                         step.as_bytes().into()
                     }
                 };
@@ -148,6 +187,18 @@ impl CheckSet {
     #[inline(always)]
     pub(crate) fn name(&self, p: u32) -> &[u8] {
         self.names.get(p as usize).map_or(&[], |n| n)
+    }
+
+    /// Named positions whose name may be `key` (same shape).
+    #[inline(always)]
+    pub(crate) fn names_like(&self, key: &[u8]) -> u64 {
+        self.name_shapes.of(key)
+    }
+
+    /// Checks whose member may be `key` (same shape).
+    #[inline(always)]
+    pub(crate) fn keys_like(&self, key: &[u8]) -> u64 {
+        self.key_shapes.of(key)
     }
 
     /// Check `c`'s member name.
@@ -250,6 +301,60 @@ mod tests {
             assert_eq!(with.field(0).is_some(), body.contains("model"));
             let none = crate::json::scan_json_with(body.as_bytes(), &SPEC, &empty).expect("scans");
             assert!(none.checks.is_empty());
+        }
+    }
+
+    #[test]
+    fn names_and_members_of_every_shape_are_followed() {
+        // Names that share the shape filter's buckets (lengths past its cap, first bytes with
+        // the same low five bits, the empty name) must still be told apart by their bytes,
+        // and each must still be found.
+        let long_a = "a".repeat(31);
+        let long_b = format!("{}b", "a".repeat(39));
+        let names = ["", "@x", "`x", "Tx", "tx", "é", long_a.as_str(), long_b.as_str()];
+        for name in names {
+            for key in names {
+                let path = [name, EACH];
+                let check = PathCheck {
+                    path: &path,
+                    key,
+                    values: &["v"],
+                };
+                let body = format!(
+                    r#"{{{}:[{{{}:"v"}}],"other":[{{{}:"w"}}]}}"#,
+                    crate::json::string_literal(name),
+                    crate::json::string_literal(key),
+                    crate::json::string_literal(key),
+                );
+                let h = hits(&body, &[check]);
+                assert_eq!((h[0].seen, h[0].other.clone()), (1, None), "{name:?} {key:?}");
+                // Every other name and member of the set: not followed, not read.
+                for other in names.iter().filter(|o| **o != name) {
+                    let body = format!(
+                        r#"{{{}:[{{{}:"w"}}]}}"#,
+                        crate::json::string_literal(other),
+                        crate::json::string_literal(key)
+                    );
+                    assert_eq!(
+                        hits(&body, &[check])[0].other,
+                        None,
+                        "{name:?} reached by {other:?}"
+                    );
+                }
+                for other in names.iter().filter(|o| **o != key) {
+                    let body = format!(
+                        r#"{{{}:[{{{}:"w"}}]}}"#,
+                        crate::json::string_literal(name),
+                        crate::json::string_literal(other)
+                    );
+                    let h = hits(&body, &[check]);
+                    assert_eq!(
+                        (h[0].other.clone(), h[0].absent),
+                        (None, true),
+                        "{key:?} read as {other:?}"
+                    );
+                }
+            }
         }
     }
 
